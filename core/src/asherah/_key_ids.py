@@ -1,0 +1,55 @@
+"""Key ids and the partition gate.
+
+Ids are ``_SK_{service}_{product}`` and ``_IK_{partition}_{service}_{product}``, each with an
+optional ``_{region}`` suffix. The gate is exact: a session accepts its own unsuffixed id, or
+that id followed by ``_`` and a region made of ``[a-z0-9-]``. The reference's prefix match let
+partition ``a`` read partition ``a_svc_prod_zz``; this one does not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_REGION = re.compile(r"[a-z0-9-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyIds:
+    """The ids one session uses, derived once at ``get_session``."""
+
+    system_key_id: str
+    intermediate_key_id: str
+    intermediate_core_id: str
+
+    def accepts_intermediate(self, key_id: str) -> bool:
+        """True when ``key_id`` is this partition's IK id, bare or with a region suffix."""
+        core = self.intermediate_core_id
+        if key_id == core or key_id == self.intermediate_key_id:
+            return True
+        return (
+            len(key_id) > len(core) + 1
+            and key_id.startswith(core)
+            and key_id[len(core)] == "_"
+            and _REGION.fullmatch(key_id, len(core) + 1) is not None
+        )
+
+
+def system_key_id(service: str, product: str, region_suffix: str | None = None) -> str:
+    base = f"_SK_{service}_{product}"
+    return f"{base}_{region_suffix}" if region_suffix else base
+
+
+def intermediate_key_id(
+    partition: str, service: str, product: str, region_suffix: str | None = None
+) -> str:
+    base = f"_IK_{partition}_{service}_{product}"
+    return f"{base}_{region_suffix}" if region_suffix else base
+
+
+def key_ids(partition: str, service: str, product: str, region_suffix: str | None) -> KeyIds:
+    return KeyIds(
+        system_key_id(service, product, region_suffix),
+        intermediate_key_id(partition, service, product, region_suffix),
+        intermediate_key_id(partition, service, product),
+    )

@@ -1,0 +1,58 @@
+"""AES-256-GCM in Asherah's sealed layout: ``ciphertext || tag(16) || nonce(12)``, empty AAD.
+
+This is the layout every Asherah implementation writes (the nonce goes *last*), for data,
+data-row keys, intermediate keys and static-KMS system keys alike.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+KEY_SIZE = 32
+NONCE_SIZE = 12
+TAG_SIZE = 16
+OVERHEAD = NONCE_SIZE + TAG_SIZE
+MAX_PLAINTEXT = ((1 << 32) - 2) * 16
+
+Buffer = bytes | bytearray | memoryview
+
+
+class AeadError(Exception):
+    """Sealing or opening failed: wrong key size, short input, or a tag mismatch."""
+
+
+def cipher(key: Buffer) -> AESGCM:
+    """An AES-256-GCM cipher for a 32-byte key; any other size is refused."""
+    if len(key) != KEY_SIZE:
+        raise AeadError(f"invalid key size {len(key)}, must be {KEY_SIZE} bytes")
+    return AESGCM(key)
+
+
+def seal_with(aead: AESGCM, plaintext: Buffer) -> bytes:
+    """Seal ``plaintext`` with a prepared cipher, appending a fresh random nonce."""
+    nonce = os.urandom(NONCE_SIZE)
+    return aead.encrypt(nonce, plaintext, None) + nonce
+
+
+def open_with(aead: AESGCM, sealed: Buffer) -> bytes:
+    """Open a sealed blob with a prepared cipher; every failure is one ``AeadError``."""
+    if len(sealed) < OVERHEAD:
+        raise AeadError("ciphertext too short")
+    view = memoryview(sealed)
+    try:
+        return aead.decrypt(view[-NONCE_SIZE:], view[:-NONCE_SIZE], None)
+    except InvalidTag:
+        raise AeadError("authentication failed") from None
+
+
+def seal(key: Buffer, plaintext: Buffer) -> bytes:
+    """Seal ``plaintext`` under ``key`` in the Asherah layout."""
+    return seal_with(cipher(key), plaintext)
+
+
+def open_sealed(key: Buffer, sealed: Buffer) -> bytes:
+    """Open a blob sealed by :func:`seal` (or any Asherah implementation)."""
+    return open_with(cipher(key), sealed)

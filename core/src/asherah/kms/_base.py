@@ -1,0 +1,55 @@
+"""The key management service interface: wraps and unwraps system keys with a master key."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from pydantic import BaseModel
+
+from asherah.metastore._base import NoOptions
+
+if TYPE_CHECKING:
+    from asherah._config import Config
+    from asherah._driver_context import DriverContext
+
+Buffer = bytes | bytearray | memoryview
+
+
+class KeyManagementService(ABC):
+    """Wraps a 32-byte system key for storage and unwraps it again.
+
+    ``decrypt_key`` returns a ``bytearray`` so the engine can wipe it once the key is held in
+    its own key store; drivers should not keep other copies. Failures raise
+    :class:`asherah.KmsError` naming the operation, never the key.
+    """
+
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    @classmethod
+    def options_from_config(cls, config: Config) -> dict[str, Any]:
+        """Driver options taken from the canonical flat keys (``StaticMasterKeyHex``, ...)."""
+        return {}
+
+    @classmethod
+    def from_options(cls, options: Any, context: DriverContext) -> Self:
+        """Build the driver from validated options. Drivers with options override this."""
+        return cls()
+
+    @abstractmethod
+    def encrypt_key(self, key: Buffer) -> bytes:
+        """Wrap ``key``; the result is stored base64-encoded as the SK row's ``Key``."""
+
+    @abstractmethod
+    def decrypt_key(self, blob: bytes) -> bytearray:
+        """Unwrap a blob produced by :meth:`encrypt_key` (here or in another implementation)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
+        """Release clients. The default does nothing."""
+
+    async def encrypt_key_async(self, key: Buffer) -> bytes:
+        return await asyncio.to_thread(self.encrypt_key, key)
+
+    async def decrypt_key_async(self, blob: bytes) -> bytearray:
+        return await asyncio.to_thread(self.decrypt_key, blob)

@@ -1,0 +1,101 @@
+"""The static KMS: system keys sealed with AES-256-GCM under a fixed 32-byte master key.
+
+Byte-compatible with every Asherah implementation's static KMS. It is for tests and local
+development: the master key sits in config or the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from asherah._driver_context import DriverContext
+from asherah._errors import ConfigError, KmsError
+from asherah.hazmat import aead
+from asherah.kms._base import Buffer, KeyManagementService
+
+_log = logging.getLogger("asherah.kms.static")
+_warned = threading.Event()
+
+ENV_VAR = "STATIC_MASTER_KEY_HEX"
+
+
+class StaticKmsOptions(BaseModel):
+    """``master_key_hex``: 64 hex digits; falls back to ``STATIC_MASTER_KEY_HEX``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    master_key_hex: SecretStr | None = None
+
+
+def decode_master_key_hex(text: str, source: str = ENV_VAR) -> bytearray:
+    """Decode a hex master key with the reference's error messages, into a wipeable buffer."""
+    if len(text) % 2:
+        raise ConfigError(f"{source} has odd length ({len(text)}) — must be even")
+    for i, ch in enumerate(text):
+        if ch not in "0123456789abcdefABCDEF":
+            raise ConfigError(f"{source} contains invalid hex at position {i}")
+    key = bytearray.fromhex(text)
+    if len(key) != aead.KEY_SIZE:
+        size = len(key)
+        key[:] = bytes(size)
+        raise ConfigError(f"invalid key size {size}, must be 32 bytes")
+    return key
+
+
+class StaticKeyManagementService(KeyManagementService):
+    """Seals system keys under one master key held in process memory."""
+
+    Options = StaticKmsOptions
+
+    def __init__(self, master_key: Buffer) -> None:
+        if len(master_key) != aead.KEY_SIZE:
+            raise ConfigError(f"invalid key size {len(master_key)}, must be 32 bytes")
+        self._cipher = aead.cipher(master_key)
+        if not _warned.is_set():
+            _warned.set()
+            _log.warning(
+                "Using static master key. This is for testing only — do NOT use in production."
+            )
+
+    def __repr__(self) -> str:
+        return "StaticKeyManagementService(master_key=<hidden>)"
+
+    @classmethod
+    def options_from_config(cls, config: Any) -> dict[str, Any]:
+        hex_key = getattr(config, "static_master_key_hex", None)
+        return {} if hex_key is None else {"master_key_hex": hex_key}
+
+    @classmethod
+    def from_options(cls, options: Any, context: DriverContext) -> Self:
+        assert isinstance(options, StaticKmsOptions)  # noqa: S101 - the loader validated it
+        if options.master_key_hex is not None and options.master_key_hex.get_secret_value():
+            text, source = options.master_key_hex.get_secret_value(), "StaticMasterKeyHex"
+        else:
+            text, source = os.environ.get(ENV_VAR, ""), ENV_VAR
+        if not text:
+            raise ConfigError(
+                "StaticMasterKeyHex (or the STATIC_MASTER_KEY_HEX environment variable) "
+                "is required when KMS=static"
+            )
+        key = decode_master_key_hex(text.strip(), source)
+        try:
+            return cls(key)
+        finally:
+            key[:] = bytes(len(key))
+
+    def encrypt_key(self, key: Buffer) -> bytes:
+        try:
+            return aead.seal_with(self._cipher, key)
+        except aead.AeadError as exc:
+            raise KmsError(f"static KMS encrypt_key failed: {exc}") from None
+
+    def decrypt_key(self, blob: bytes) -> bytearray:
+        try:
+            return bytearray(aead.open_with(self._cipher, blob))
+        except aead.AeadError as exc:
+            raise KmsError(f"static KMS decrypt_key failed: {exc}") from None

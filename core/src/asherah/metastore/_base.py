@@ -1,0 +1,74 @@
+"""The metastore interface: where system and intermediate key rows live."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict
+
+from asherah._records import EnvelopeKeyRecord
+
+if TYPE_CHECKING:
+    from asherah._config import Config
+    from asherah._driver_context import DriverContext
+
+
+class NoOptions(BaseModel):
+    """Options model for a driver that takes none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metastore(ABC):
+    """Stores ``(key_id, created) -> EnvelopeKeyRecord`` rows, insert-if-absent.
+
+    Implementations raise :class:`asherah.MetastoreError` for every backend failure and return
+    ``False`` from :meth:`store` only when the row already exists: the engine reads that as
+    "another process created this key first" and loads the winner.
+
+    The ``*_async`` methods default to running the sync method in a worker thread; drivers with
+    a native async client override them.
+    """
+
+    #: The pydantic model the driver loader validates options against before construction.
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    @classmethod
+    def options_from_config(cls, config: Config) -> dict[str, Any]:
+        """Driver options taken from the canonical flat keys (``ConnectionString``, ...)."""
+        return {}
+
+    @classmethod
+    def from_options(cls, options: Any, context: DriverContext) -> Self:
+        """Build the driver from validated options. Drivers with options override this."""
+        return cls()
+
+    @abstractmethod
+    def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
+        """The row at exactly ``(key_id, created)``, or ``None``."""
+
+    @abstractmethod
+    def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
+        """The row with the greatest ``created`` for ``key_id``, or ``None``."""
+
+    @abstractmethod
+    def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
+        """Insert the row if absent; ``True`` when inserted, ``False`` when it already existed."""
+
+    def region_suffix(self) -> str | None:
+        """A region appended to key ids (DynamoDB global tables); ``None`` for no suffix."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
+        """Release connections. The default does nothing."""
+
+    async def load_async(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
+        return await asyncio.to_thread(self.load, key_id, created)
+
+    async def load_latest_async(self, key_id: str) -> EnvelopeKeyRecord | None:
+        return await asyncio.to_thread(self.load_latest, key_id)
+
+    async def store_async(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
+        return await asyncio.to_thread(self.store, key_id, created, record)
