@@ -45,6 +45,11 @@ class KeyManagementService(ABC):
     def decrypt_key(self, blob: bytes) -> bytearray:
         """Unwrap a blob produced by :meth:`encrypt_key` (here or in another implementation)."""
 
+    def drift_identity(self) -> dict[str, Any] | None:
+        """The reference's ``kms_identity`` object for the drift guard (§1.7), without secrets;
+        ``None`` when this backend has no reference equivalent."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
         """Release clients. The default does nothing."""
 

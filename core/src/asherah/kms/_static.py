@@ -88,6 +88,9 @@ class StaticKeyManagementService(KeyManagementService):
         finally:
             key[:] = bytes(len(key))
 
+    def drift_identity(self) -> dict[str, Any]:
+        return {"kind": "static"}
+
     def encrypt_key(self, key: Buffer) -> bytes:
         try:
             return aead.seal_with(self._cipher, key)

@@ -57,6 +57,15 @@ class Metastore(ABC):
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
         """Insert the row if absent; ``True`` when inserted, ``False`` when it already existed."""
 
+    def upsert(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> None:
+        """Insert or overwrite a row. Used only for the config drift-guard row, never for keys."""
+        raise NotImplementedError(f"{type(self).__name__} does not support upsert")
+
+    def drift_identity(self) -> dict[str, Any] | None:
+        """The reference's ``metastore_identity`` object for the drift guard (§1.7), or ``None``
+        when this backend has no reference equivalent (then no guard row is written)."""
+        return None
+
     def region_suffix(self) -> str | None:
         """A region appended to key ids (DynamoDB global tables); ``None`` for no suffix."""
         return None

@@ -44,6 +44,12 @@ class InMemoryMetastore(Metastore):
                 self._latest[key_id] = created
             return True
 
+    def upsert(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> None:
+        self.replace(key_id, created, record)
+
+    def drift_identity(self) -> dict[str, Any]:
+        return {"kind": "memory"}
+
     def rows(self) -> list[tuple[str, int, EnvelopeKeyRecord]]:
         """Every row, for tools and tests that inspect what was written."""
         with self._lock:
