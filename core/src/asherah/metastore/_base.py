@@ -66,6 +66,11 @@ class Metastore(ABC):
         when this backend has no reference equivalent (then no guard row is written)."""
         return None
 
+    def create_schema(self) -> None:
+        """Create the table if absent (``asherah metastore init``). Drivers never do this on their
+        own at start-up unless their options ask for it."""
+        raise NotImplementedError(f"{type(self).__name__} has no schema to create")
+
     def region_suffix(self) -> str | None:
         """A region appended to key ids (DynamoDB global tables); ``None`` for no suffix."""
         return None
