@@ -34,8 +34,9 @@ class Config(BaseModel):
 
     service_name: str = Field(validation_alias=AliasChoices("service_name", "ServiceName"))
     product_id: str = Field(validation_alias=AliasChoices("product_id", "ProductID"))
-    metastore: str = Field(validation_alias=AliasChoices("metastore", "Metastore"))
-    kms: str = Field(validation_alias=AliasChoices("kms", "KMS"))
+    # Required unless a driver instance is passed to SessionFactory directly.
+    metastore: str | None = _alias("metastore", "Metastore")
+    kms: str | None = _alias("kms", "KMS")
 
     # Driver options from config-file sections; validated by each driver's own model.
     kms_options: dict[str, Any] = Field(default_factory=dict)
@@ -128,7 +129,9 @@ class Config(BaseModel):
 
     @field_validator("metastore", "kms")
     @classmethod
-    def _lower(cls, value: str) -> str:
+    def _lower(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         value = value.strip().lower()
         if not value:
             raise ValueError("must not be empty")

@@ -49,10 +49,14 @@ def canonical_name(group: str, name: str) -> str:
 
 
 def load_kms(config: Config) -> KeyManagementService:
+    if not config.kms:
+        raise ConfigError("KMS is required (for example KMS = 'static' or 'aws')")
     return _load(KMS_GROUP, config.kms, config.kms_options, config, KeyManagementService)
 
 
 def load_metastore(config: Config) -> Metastore:
+    if not config.metastore:
+        raise ConfigError("Metastore is required (for example Metastore = 'memory' or 'sql')")
     return _load(
         METASTORE_GROUP, config.metastore, config.metastore_options, config, Metastore
     )

@@ -6,8 +6,12 @@ Messages never carry key material or plaintext; drivers raise these ``from`` the
 from __future__ import annotations
 
 
-class AsherahError(Exception):
-    """Root of every error this library raises on purpose."""
+class AsherahError(RuntimeError):
+    """Root of every error this library raises on purpose.
+
+    It derives from ``RuntimeError`` because PyPI ``asherah`` raises ``RuntimeError`` for every
+    failure: code written against that package keeps catching ours unchanged.
+    """
 
 
 class ConfigError(AsherahError, ValueError):
@@ -40,3 +44,7 @@ class KeyCreationError(AsherahError):
 
 class ConfigDriftError(ConfigError):
     """The metastore's stored configuration snapshot differs from this configuration."""
+
+
+class PayloadTooLargeError(AsherahError, ValueError):
+    """A plaintext or record exceeds the size limits every Asherah implementation enforces."""

@@ -1,0 +1,71 @@
+"""asherah: application-layer envelope encryption with automatic key rotation.
+
+Wire-compatible with the canonical Asherah implementations (Go, Java, C#) and the Rust core
+behind PyPI ``asherah``. Start with :class:`SessionFactory`, or the module-level ``setup`` /
+``encrypt_bytes`` API that mirrors PyPI ``asherah`` 0.5.56.
+"""
+
+from asherah._config import Config
+from asherah._errors import (
+    AsherahError,
+    ConfigDriftError,
+    ConfigError,
+    DecryptionError,
+    DriverLoadError,
+    DriverNotFoundError,
+    KeyCreationError,
+    KmsError,
+    MetastoreError,
+    PayloadTooLargeError,
+)
+from asherah._factory import SessionFactory
+from asherah._module_api import (
+    decrypt_bytes,
+    decrypt_string,
+    encrypt_bytes,
+    encrypt_string,
+    get_setup_status,
+    setenv,
+    setup,
+    shutdown,
+    version,
+)
+from asherah._observe import set_log_hook, set_metrics_hook
+from asherah._records import DataRowRecord, EnvelopeKeyRecord, KeyMeta
+from asherah._session import Session
+from asherah.kms import KeyManagementService, StaticKeyManagementService
+from asherah.metastore import InMemoryMetastore, Metastore
+
+__all__ = [
+    "AsherahError",
+    "Config",
+    "ConfigDriftError",
+    "ConfigError",
+    "DataRowRecord",
+    "DecryptionError",
+    "DriverLoadError",
+    "DriverNotFoundError",
+    "EnvelopeKeyRecord",
+    "InMemoryMetastore",
+    "KeyCreationError",
+    "KeyManagementService",
+    "KeyMeta",
+    "KmsError",
+    "Metastore",
+    "MetastoreError",
+    "PayloadTooLargeError",
+    "Session",
+    "SessionFactory",
+    "StaticKeyManagementService",
+    "decrypt_bytes",
+    "decrypt_string",
+    "encrypt_bytes",
+    "encrypt_string",
+    "get_setup_status",
+    "set_log_hook",
+    "set_metrics_hook",
+    "setenv",
+    "setup",
+    "shutdown",
+    "version",
+]

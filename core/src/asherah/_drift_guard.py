@@ -1,0 +1,155 @@
+"""The config drift guard, compatible with the reference (§1.7, §4.6 of the spec).
+
+Every factory stores a snapshot of the settings that decide key ids and wire formats in a
+reserved metastore row, and refuses to start when a later factory on the same metastore
+disagrees: a changed region suffix or KMS key would otherwise silently fork the key hierarchy.
+The row id, ``created``, JSON field order and message are the reference's, so mixed fleets
+check each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+from typing import Any
+
+from asherah._errors import ConfigDriftError, MetastoreError
+from asherah._records import EnvelopeKeyRecord, RecordFormatError
+from asherah.kms._base import KeyManagementService
+from asherah.metastore._base import Metastore
+
+_log = logging.getLogger("asherah.drift_guard")
+
+GUARD_PREFIX = "__asherah_internal_config_drift_guard_v1__:"
+GUARD_CREATED = 946_684_800
+MAX_SNAPSHOT_BYTES = 8 * 1024
+
+MISMATCH_MESSAGE = (
+    "config drift guard mismatch detected; startup refused before key writes. "
+    "Set ASHERAH_CONFIG_DRIFT_FORCE_RUN=true to run without changing the guard, or "
+    "ASHERAH_CONFIG_DRIFT_FORCE_UPDATE=true to replace the guard after validating this "
+    "configuration is correct."
+)
+
+_FIELDS = (
+    "schema_version",
+    "service_name",
+    "product_id",
+    "region_suffix_enabled",
+    "effective_region_suffix",
+    "key_id_format_version",
+    "aead_algorithm",
+    "data_row_record_format",
+    "metastore_identity",
+    "kms_identity",
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def guard_id(service: str, product: str) -> str:
+    digest = hashlib.blake2b(service.encode() + b"\x00" + product.encode(), digest_size=64)
+    tail = base64.urlsafe_b64encode(digest.digest()[:32]).rstrip(b"=").decode()
+    return GUARD_PREFIX + tail
+
+
+def snapshot(
+    service: str,
+    product: str,
+    region_suffix: str | None,
+    metastore_identity: dict[str, Any],
+    kms_identity: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "service_name": service,
+        "product_id": product,
+        "region_suffix_enabled": bool(region_suffix),
+        "effective_region_suffix": region_suffix or None,
+        "key_id_format_version": 1,
+        "aead_algorithm": "AES-256-GCM",
+        "data_row_record_format": "asherah-json-v1",
+        "metastore_identity": metastore_identity,
+        "kms_identity": kms_identity,
+    }
+
+
+def encode_snapshot(snap: dict[str, Any]) -> bytes:
+    return json.dumps(snap, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def check(
+    metastore: Metastore,
+    kms: KeyManagementService,
+    service: str,
+    product: str,
+    region_suffix: str | None,
+    *,
+    force_run: bool = False,
+    force_update: bool = False,
+) -> None:
+    """Verify (or first write) the guard row; raise :class:`ConfigDriftError` on a mismatch.
+
+    Backends without a reference identity (third-party drivers) are not guarded.
+    """
+    force_run = _env_flag("ASHERAH_CONFIG_DRIFT_FORCE_RUN", force_run)
+    force_update = _env_flag("ASHERAH_CONFIG_DRIFT_FORCE_UPDATE", force_update)
+    ms_identity, kms_identity = metastore.drift_identity(), kms.drift_identity()
+    if ms_identity is None or kms_identity is None:
+        return
+    row_id = guard_id(service, product)
+    current = snapshot(service, product, region_suffix, ms_identity, kms_identity)
+    record = EnvelopeKeyRecord(GUARD_CREATED, encode_snapshot(current))
+    if force_update:
+        metastore.upsert(row_id, GUARD_CREATED, record)
+        _log.warning("config drift guard replaced with the current configuration")
+        return
+    try:
+        stored = _load_snapshot(metastore, row_id)
+    except (MetastoreError, ValueError) as exc:
+        if force_run:
+            _log.warning("config drift guard unreadable (%s); running because force-run is set", exc)
+            return
+        raise ConfigDriftError(f"load config drift guard: {exc}") from exc
+    if stored is None:
+        if metastore.store(row_id, GUARD_CREATED, record):
+            return
+        stored = _load_snapshot(metastore, row_id)
+    if stored is not None and _same(stored, current):
+        return
+    if force_run:
+        _log.warning("config drift guard mismatch; running because force-run is set")
+        return
+    raise ConfigDriftError(MISMATCH_MESSAGE)
+
+
+def _load_snapshot(metastore: Metastore, row_id: str) -> dict[str, Any] | None:
+    record = metastore.load(row_id, GUARD_CREATED)
+    if record is None:
+        return None
+    if len(record.encrypted_key) > MAX_SNAPSHOT_BYTES:
+        raise ValueError("config drift guard snapshot is too large")
+    try:
+        parsed = json.loads(record.encrypted_key)
+    except ValueError as exc:
+        raise RecordFormatError("config drift guard snapshot is not JSON") from exc
+    if not isinstance(parsed, dict) or any(field not in parsed for field in _FIELDS):
+        raise RecordFormatError("config drift guard snapshot is missing fields")
+    return parsed
+
+
+def _same(stored: dict[str, Any], current: dict[str, Any]) -> bool:
+    return all(stored[field] == current[field] for field in _FIELDS)
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() in _TRUE
+
+
+__all__ = ["MISMATCH_MESSAGE", "check", "guard_id", "snapshot"]

@@ -1,0 +1,217 @@
+"""Loading, creating and rotating system and intermediate keys (the rules of the reference).
+
+Encrypt asks for the *latest* intermediate key: a cached one while it is fresh and valid,
+otherwise the metastore's latest, otherwise a new one. A new key's ``Created`` is truncated to
+the policy precision and strictly newer than the key it replaces. ``store`` returning ``False``
+means another writer won: load its key and use it. Decrypt asks for an *exact* key and never
+writes anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from asherah import _observe
+from asherah._errors import (
+    AsherahError,
+    DecryptionError,
+    KeyCreationError,
+    KmsError,
+    MetastoreError,
+)
+from asherah._key_cache import KeyCache
+from asherah._key_ids import KeyIds
+from asherah._keys import CryptoKey, new_key_material, wipe
+from asherah._policy import CryptoPolicy
+from asherah._records import EnvelopeKeyRecord, KeyMeta
+from asherah.hazmat.aead import KEY_SIZE, AeadError
+from asherah.kms._base import KeyManagementService
+from asherah.metastore._base import Metastore
+
+_log = logging.getLogger("asherah.session")
+
+_CREATE_ATTEMPTS = 5
+
+
+class KeyManager:
+    """Factory-wide key hierarchy: one SK cache and one shared IK cache."""
+
+    def __init__(
+        self,
+        metastore: Metastore,
+        kms: KeyManagementService,
+        policy: CryptoPolicy,
+        clock: Callable[[], float],
+    ) -> None:
+        self.metastore = metastore
+        self.kms = kms
+        self.policy = policy
+        self.clock = clock
+        self.system_keys = KeyCache("system", policy.check_interval_s)
+        self.intermediate_keys = KeyCache("intermediate", policy.check_interval_s)
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self.system_keys.clear()
+        self.intermediate_keys.clear()
+
+    # -- encrypt path --------------------------------------------------------------------------
+
+    def latest_intermediate(self, ids: KeyIds) -> CryptoKey:
+        """The intermediate key new data-row keys are wrapped with."""
+        if self.closed:
+            raise AsherahError("session factory is closed")
+        now = self.clock()
+        cache = self.intermediate_keys
+        key = cache.fresh_latest(ids.intermediate_key_id, now)
+        if key is not None and self._valid(key, int(now)):
+            if _observe.metrics_enabled():
+                _observe.cache_event("cache_hit", "latest")
+            return key
+        with cache.lock_for(ids.intermediate_key_id):
+            now = self.clock()
+            key = cache.fresh_latest(ids.intermediate_key_id, now)
+            if key is not None and self._valid(key, int(now)):
+                return key
+            if _observe.metrics_enabled():
+                _observe.cache_event("cache_stale" if key else "cache_miss", "latest")
+            key = self._load_or_create_intermediate(ids, int(now))
+            return cache.set_latest(ids.intermediate_key_id, key, now)
+
+    def _valid(self, key: CryptoKey, now: int) -> bool:
+        return not key.revoked and not self.policy.is_expired(key.created, now)
+
+    def _usable(self, record: EnvelopeKeyRecord, now: int) -> bool:
+        return record.revoked is not True and not self.policy.is_expired(record.created, now)
+
+    def _load_or_create_intermediate(self, ids: KeyIds, now: int) -> CryptoKey:
+        ik_id = ids.intermediate_key_id
+        record = self.metastore.load_latest(ik_id)
+        for _ in range(_CREATE_ATTEMPTS):
+            if record is not None and self._usable(record, now):
+                return self._unwrap_intermediate(ik_id, record, MetastoreError)
+            replacing = None if record is None else record.created
+            if record is not None:
+                _log.info("intermediate key %s created=%s is revoked or expired", ik_id, replacing)
+            system_key = self._latest_system(ids.system_key_id, now)
+            created = self.policy.new_key_created(now, replacing)
+            material = new_key_material()
+            try:
+                new_record = EnvelopeKeyRecord(
+                    created,
+                    system_key.seal(material),
+                    KeyMeta(ids.system_key_id, system_key.created),
+                )
+                if self.metastore.store(ik_id, created, new_record):
+                    return CryptoKey(material, created)
+            except BaseException:
+                wipe(material)
+                raise
+            wipe(material)
+            record = self.metastore.load_latest(ik_id)
+        raise KeyCreationError(f"failed to create or load intermediate key id={ik_id} after retry")
+
+    def _latest_system(self, sk_id: str, now: int) -> CryptoKey:
+        cache = self.system_keys
+        key = cache.fresh_latest(sk_id, now)
+        if key is not None and self._valid(key, now):
+            return key
+        with cache.lock_for(sk_id):
+            key = cache.fresh_latest(sk_id, now)
+            if key is not None and self._valid(key, now):
+                return key
+            key = self._load_or_create_system(sk_id, now)
+            return cache.set_latest(sk_id, key, float(now))
+
+    def _load_or_create_system(self, sk_id: str, now: int) -> CryptoKey:
+        record = self.metastore.load_latest(sk_id)
+        for _ in range(_CREATE_ATTEMPTS):
+            if record is not None and self._usable(record, now):
+                return self._unwrap_system(record)
+            replacing = None if record is None else record.created
+            created = self.policy.new_key_created(now, replacing)
+            material = new_key_material()
+            try:
+                wrapped = self.kms.encrypt_key(material)
+                if self.metastore.store(sk_id, created, EnvelopeKeyRecord(created, wrapped)):
+                    return CryptoKey(material, created)
+            except BaseException:
+                wipe(material)
+                raise
+            wipe(material)
+            record = self.metastore.load_latest(sk_id)
+        raise KeyCreationError(f"failed to create or load system key id={sk_id} after retry")
+
+    # -- decrypt path --------------------------------------------------------------------------
+
+    def intermediate_for_decrypt(self, meta: KeyMeta) -> CryptoKey:
+        """The exact intermediate key a data row names. Never creates or writes anything."""
+        if self.closed:
+            raise AsherahError("session factory is closed")
+        cache = self.intermediate_keys
+        key = cache.exact(meta.key_id, meta.created)
+        if key is None:
+            if _observe.metrics_enabled():
+                _observe.cache_event("cache_miss", "meta")
+            with cache.lock_for(meta.key_id):
+                key = cache.exact(meta.key_id, meta.created)
+                if key is None:
+                    record = self.metastore.load(meta.key_id, meta.created)
+                    if record is None:
+                        raise DecryptionError(
+                            f"intermediate key not found: id={meta.key_id} created={meta.created}"
+                        )
+                    key = cache.put(
+                        meta.key_id, self._unwrap_intermediate(meta.key_id, record, DecryptionError)
+                    )
+        elif _observe.metrics_enabled():
+            _observe.cache_event("cache_hit", "meta")
+        if self.policy.deny_revoked_on_decrypt and key.revoked:
+            raise DecryptionError(
+                f"intermediate key id={meta.key_id} created={meta.created} is revoked "
+                "and deny_revoked_on_decrypt is set"
+            )
+        return key
+
+    # -- unwrapping ----------------------------------------------------------------------------
+
+    def _unwrap_intermediate(
+        self, ik_id: str, record: EnvelopeKeyRecord, error: type[AsherahError]
+    ) -> CryptoKey:
+        parent = record.parent_key_meta
+        if parent is None:
+            raise error(f"intermediate key id={ik_id} created={record.created} has no parent key")
+        system_key = self._exact_system(parent, error)
+        try:
+            material = system_key.open_key(record.encrypted_key)
+        except AeadError:
+            raise error(
+                f"intermediate key id={ik_id} created={record.created} "
+                f"does not open under its system key {parent.key_id}"
+            ) from None
+        revoked = bool(record.revoked) or system_key.revoked
+        return CryptoKey(material, record.created, revoked)
+
+    def _exact_system(self, meta: KeyMeta, error: type[AsherahError]) -> CryptoKey:
+        cache = self.system_keys
+        key = cache.exact(meta.key_id, meta.created)
+        if key is not None:
+            return key
+        with cache.lock_for(meta.key_id):
+            key = cache.exact(meta.key_id, meta.created)
+            if key is not None:
+                return key
+            record = self.metastore.load(meta.key_id, meta.created)
+            if record is None:
+                raise error(f"system key not found: id={meta.key_id} created={meta.created}")
+            return cache.put(meta.key_id, self._unwrap_system(record))
+
+    def _unwrap_system(self, record: EnvelopeKeyRecord) -> CryptoKey:
+        material = self.kms.decrypt_key(record.encrypted_key)
+        if len(material) != KEY_SIZE:
+            size = len(material)
+            wipe(material)
+            raise KmsError(f"KMS returned a system key of {size} bytes, expected {KEY_SIZE}")
+        return CryptoKey(material, record.created, bool(record.revoked))
