@@ -11,8 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic import field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from asherah._errors import ConfigError
 
@@ -52,9 +59,7 @@ class Config(BaseModel):
     )
     session_cache_max_size: int | None = _alias("session_cache_max_size", "SessionCacheMaxSize")
     session_cache_duration: int | None = _alias("session_cache_duration", "SessionCacheDuration")
-    enable_session_caching: bool | None = _alias(
-        "enable_session_caching", "EnableSessionCaching"
-    )
+    enable_session_caching: bool | None = _alias("enable_session_caching", "EnableSessionCaching")
     region_suffix: str | None = _alias("region_suffix", "RegionSuffix")
 
     # SQL metastore (canonical keys).
@@ -71,16 +76,12 @@ class Config(BaseModel):
     # DynamoDB metastore.
     dynamodb_endpoint: str | None = _alias("dynamodb_endpoint", "DynamoDBEndpoint")
     dynamodb_region: str | None = _alias("dynamodb_region", "DynamoDBRegion")
-    dynamodb_signing_region: str | None = _alias(
-        "dynamodb_signing_region", "DynamoDBSigningRegion"
-    )
+    dynamodb_signing_region: str | None = _alias("dynamodb_signing_region", "DynamoDBSigningRegion")
     dynamodb_table_name: str | None = _alias("dynamodb_table_name", "DynamoDBTableName")
     enable_region_suffix: bool | None = _alias("enable_region_suffix", "EnableRegionSuffix")
 
     # KMS drivers.
-    static_master_key_hex: SecretStr | None = _alias(
-        "static_master_key_hex", "StaticMasterKeyHex"
-    )
+    static_master_key_hex: SecretStr | None = _alias("static_master_key_hex", "StaticMasterKeyHex")
     kms_key_id: str | None = _alias("kms_key_id", "KmsKeyId")
     region_map: dict[str, str] | None = _alias("region_map", "RegionMap")
     preferred_region: str | None = _alias("preferred_region", "PreferredRegion")
@@ -153,8 +154,12 @@ class Config(BaseModel):
 
     def __repr_args__(self) -> Any:
         # Only non-default values: a config repr in a log line should be short and secret-free.
+        # Driver option values may be secrets (a key, a DSN with a password): names only.
         for name, value in super().__repr_args__():
-            if name is not None and value != type(self).model_fields[name].default:
+            if name in ("kms_options", "metastore_options"):
+                if value:
+                    yield name, f"<options: {', '.join(sorted(value))}>"
+            elif name is not None and value != type(self).model_fields[name].default:
                 yield name, value
 
     # Resolved policy values.

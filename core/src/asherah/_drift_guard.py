@@ -111,7 +111,9 @@ def check(
         stored = _load_snapshot(metastore, row_id)
     except (MetastoreError, ValueError) as exc:
         if force_run:
-            _log.warning("config drift guard unreadable (%s); running because force-run is set", exc)
+            _log.warning(
+                "config drift guard unreadable (%s); running because force-run is set", exc
+            )
             return
         raise ConfigDriftError(f"load config drift guard: {exc}") from exc
     if stored is None:

@@ -7,7 +7,7 @@ stevedore finds the entry point named in config (group ``asherah.kms`` or
 from __future__ import annotations
 
 import importlib.metadata
-from typing import Any, TypeVar
+from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 from stevedore import DriverManager
@@ -24,9 +24,15 @@ METASTORE_GROUP = "asherah.metastore"
 
 #: Canonical names that select one of our drivers under another name.
 ALIASES: dict[str, dict[str, str]] = {
-    METASTORE_GROUP: {"rdbms": "sql", "sqlite": "sql", "test-debug-memory": "memory",
-                      "test-debug-sqlite": "sql", "mysql": "sql", "postgres": "sql",
-                      "postgresql": "sql"},
+    METASTORE_GROUP: {
+        "rdbms": "sql",
+        "sqlite": "sql",
+        "test-debug-memory": "memory",
+        "test-debug-sqlite": "sql",
+        "mysql": "sql",
+        "postgres": "sql",
+        "postgresql": "sql",
+    },
     KMS_GROUP: {"test-debug-static": "static", "vault-transit": "vault"},
 }
 
@@ -36,10 +42,16 @@ INSTALL_EXTRAS: dict[str, dict[str, str]] = {
     KMS_GROUP: {"aws": "aws", "secrets-manager": "aws", "vault": "vault"},
 }
 
-_SQL_EXTRA_BY_ALIAS = {"postgres": "postgres", "postgresql": "postgres", "mysql": "mysql",
-                       "rdbms": "postgres,mysql"}
+_SQL_EXTRA_BY_ALIAS = {
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "mysql": "mysql",
+    "rdbms": "postgres,mysql",
+}
 
-D = TypeVar("D", KeyManagementService, Metastore)
+# Abstract bases passed as values: mypy rejects them as type[T] arguments (type-abstract).
+_KMS_BASE: type[Any] = KeyManagementService
+_METASTORE_BASE: type[Any] = Metastore
 
 
 def canonical_name(group: str, name: str) -> str:
@@ -51,15 +63,17 @@ def canonical_name(group: str, name: str) -> str:
 def load_kms(config: Config) -> KeyManagementService:
     if not config.kms:
         raise ConfigError("KMS is required (for example KMS = 'static' or 'aws')")
-    return _load(KMS_GROUP, config.kms, config.kms_options, config, KeyManagementService)
+    kms: KeyManagementService = _load(KMS_GROUP, config.kms, config.kms_options, config, _KMS_BASE)
+    return kms
 
 
 def load_metastore(config: Config) -> Metastore:
     if not config.metastore:
         raise ConfigError("Metastore is required (for example Metastore = 'memory' or 'sql')")
-    return _load(
-        METASTORE_GROUP, config.metastore, config.metastore_options, config, Metastore
+    metastore: Metastore = _load(
+        METASTORE_GROUP, config.metastore, config.metastore_options, config, _METASTORE_BASE
     )
+    return metastore
 
 
 def driver_class(group: str, name: str) -> type[Any]:
@@ -85,12 +99,11 @@ def driver_class(group: str, name: str) -> type[Any]:
         raise DriverLoadError(f"{group} driver {entry!r} failed to import: {exc.cause!r}") from (
             exc.cause
         )
-    return manager.driver  # type: ignore[no-any-return]
+    driver = cast("type[Any]", manager.driver)
+    return driver
 
 
-def _load(
-    group: str, name: str, section: dict[str, Any], config: Config, base: type[D]
-) -> D:
+def _load(group: str, name: str, section: dict[str, Any], config: Config, base: type[Any]) -> Any:
     cls = driver_class(group, name)
     entry = canonical_name(group, name)
     if not (isinstance(cls, type) and issubclass(cls, base)):

@@ -103,9 +103,7 @@ def _metastore_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     if choice == "rdbms" or env.get("POSTGRES_URL"):
         url = env.get("POSTGRES_URL") or env.get("MYSQL_URL")
         if not url:
-            raise ConfigError(
-                "Metastore=rdbms requires POSTGRES_URL or MYSQL_URL to be set"
-            )
+            raise ConfigError("Metastore=rdbms requires POSTGRES_URL or MYSQL_URL to be set")
         return {"metastore": "rdbms", "connection_string": url}
     if env.get("MYSQL_URL"):
         return {"metastore": "rdbms", "connection_string": env["MYSQL_URL"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -12,10 +13,13 @@ from asherah._config import Config, parse_config
 from asherah._drivers import load_kms, load_metastore
 from asherah._env_config import config_from_env
 from asherah._errors import AsherahError, ConfigError
+from asherah._instrumented import InstrumentedKms, InstrumentedMetastore
 from asherah._key_ids import key_ids
 from asherah._key_manager import KeyManager
 from asherah._policy import CryptoPolicy
 from asherah._session import Session
+from asherah._settings import load_config
+from asherah.hooks._manager import Hooks, create_plugin_manager
 from asherah.kms._base import KeyManagementService
 from asherah.metastore._base import Metastore
 
@@ -28,7 +32,8 @@ class SessionFactory:
     ``config`` is a :class:`Config`, a dict of snake_case or canonical PascalCase keys, or
     ``None`` to read the environment as PyPI ``asherah`` does. ``metastore`` and ``kms``
     instances, when given, replace the drivers named in config; ``clock`` (seconds since the
-    epoch) is injectable so rotation can be tested without sleeping.
+    epoch) is injectable so rotation can be tested without sleeping; ``plugins`` are hook
+    implementations registered beside the entry-point ones (see :mod:`asherah.hooks`).
     """
 
     def __init__(
@@ -38,11 +43,13 @@ class SessionFactory:
         metastore: Metastore | None = None,
         kms: KeyManagementService | None = None,
         clock: Clock | None = None,
+        plugins: list[object] | None = None,
     ) -> None:
         if config is None:
             config = config_from_env()
         self.config = parse_config(config)
         self._clock: Clock = clock or time.time
+        self.hooks = Hooks(create_plugin_manager(plugins))
         self._owns_metastore = metastore is None
         self._owns_kms = kms is None
         self.metastore = metastore if metastore is not None else load_metastore(self.config)
@@ -54,13 +61,19 @@ class SessionFactory:
             raise
         self.region_suffix = self.metastore.region_suffix() or self.config.region_suffix or None
         self.policy = CryptoPolicy.from_config(self.config)
-        self._keys = KeyManager(self.metastore, self.kms, self.policy, self._clock)
+        self._keys = KeyManager(
+            InstrumentedMetastore(self.metastore, self.hooks),
+            InstrumentedKms(self.kms, self.hooks),
+            self.policy,
+            self._clock,
+            self.hooks,
+        )
         self._lock = threading.Lock()
         self._closed = False
         try:
             _drift_guard.check(
-                self.metastore,
-                self.kms,
+                self._keys.metastore,
+                self._keys.kms,
                 self.config.service_name,
                 self.config.product_id,
                 self.region_suffix,
@@ -70,6 +83,21 @@ class SessionFactory:
         except BaseException:
             self._close_drivers()
             raise
+        self.hooks.factory_started(
+            service_name=self.config.service_name,
+            product_id=self.config.product_id,
+            metastore=type(self.metastore).__name__,
+            kms=type(self.kms).__name__,
+            region_suffix=self.region_suffix,
+        )
+
+    @classmethod
+    def from_file(
+        cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any
+    ) -> SessionFactory:
+        """Build from a TOML/YAML file, ``ASHERAH_*`` variables and ``overrides`` (see
+        :mod:`asherah._settings` for the precedence)."""
+        return cls(load_config(config_file, **overrides))
 
     @classmethod
     def from_env(cls) -> SessionFactory:

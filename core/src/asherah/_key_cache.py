@@ -40,6 +40,9 @@ class KeyCache:
             return None
         return entry.key
 
+    def has_latest(self, key_id: str) -> bool:
+        return key_id in self._latest
+
     def put(self, key_id: str, key: CryptoKey) -> CryptoKey:
         """Cache ``key``; if an equal entry exists keep it and wipe the newcomer."""
         with self._guard:

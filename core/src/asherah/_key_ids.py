@@ -18,6 +18,7 @@ _REGION = re.compile(r"[a-z0-9-]+")
 class KeyIds:
     """The ids one session uses, derived once at ``get_session``."""
 
+    partition: str
     system_key_id: str
     intermediate_key_id: str
     intermediate_core_id: str
@@ -49,6 +50,7 @@ def intermediate_key_id(
 
 def key_ids(partition: str, service: str, product: str, region_suffix: str | None) -> KeyIds:
     return KeyIds(
+        partition,
         system_key_id(service, product, region_suffix),
         intermediate_key_id(partition, service, product, region_suffix),
         intermediate_key_id(partition, service, product),

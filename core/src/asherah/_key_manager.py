@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from asherah import _observe
 from asherah._errors import (
     AsherahError,
     DecryptionError,
@@ -26,6 +25,7 @@ from asherah._keys import CryptoKey, new_key_material, wipe
 from asherah._policy import CryptoPolicy
 from asherah._records import EnvelopeKeyRecord, KeyMeta
 from asherah.hazmat.aead import KEY_SIZE, AeadError
+from asherah.hooks._manager import Hooks
 from asherah.kms._base import KeyManagementService
 from asherah.metastore._base import Metastore
 
@@ -43,7 +43,9 @@ class KeyManager:
         kms: KeyManagementService,
         policy: CryptoPolicy,
         clock: Callable[[], float],
+        hooks: Hooks,
     ) -> None:
+        self.hooks = hooks
         self.metastore = metastore
         self.kms = kms
         self.policy = policy
@@ -65,20 +67,21 @@ class KeyManager:
             raise AsherahError("session factory is closed")
         now = self.clock()
         cache = self.intermediate_keys
-        key = cache.fresh_latest(ids.intermediate_key_id, now)
+        ik_id = ids.intermediate_key_id
+        key = cache.fresh_latest(ik_id, now)
         if key is not None and self._valid(key, int(now)):
-            if _observe.metrics_enabled():
-                _observe.cache_event("cache_hit", "latest")
+            if self.hooks.cache_hits_enabled:
+                self.hooks.cache_event("intermediate", "hit", "latest", ik_id)
             return key
-        with cache.lock_for(ids.intermediate_key_id):
+        with cache.lock_for(ik_id):
             now = self.clock()
-            key = cache.fresh_latest(ids.intermediate_key_id, now)
+            key = cache.fresh_latest(ik_id, now)
             if key is not None and self._valid(key, int(now)):
                 return key
-            if _observe.metrics_enabled():
-                _observe.cache_event("cache_stale" if key else "cache_miss", "latest")
+            stale = cache.has_latest(ik_id)
+            self.hooks.cache_event("intermediate", "stale" if stale else "miss", "latest", ik_id)
             key = self._load_or_create_intermediate(ids, int(now))
-            return cache.set_latest(ids.intermediate_key_id, key, now)
+            return cache.set_latest(ik_id, key, now)
 
     def _valid(self, key: CryptoKey, now: int) -> bool:
         return not key.revoked and not self.policy.is_expired(key.created, now)
@@ -91,10 +94,12 @@ class KeyManager:
         record = self.metastore.load_latest(ik_id)
         for _ in range(_CREATE_ATTEMPTS):
             if record is not None and self._usable(record, now):
-                return self._unwrap_intermediate(ik_id, record, MetastoreError)
+                key = self._unwrap_intermediate(ik_id, record, MetastoreError)
+                self.hooks.key_event("loaded", "intermediate", ik_id, key.created, ids.partition)
+                return key
             replacing = None if record is None else record.created
             if record is not None:
-                _log.info("intermediate key %s created=%s is revoked or expired", ik_id, replacing)
+                self._report_unusable("intermediate", ik_id, record, ids.partition)
             system_key = self._latest_system(ids.system_key_id, now)
             created = self.policy.new_key_created(now, replacing)
             material = new_key_material()
@@ -105,6 +110,8 @@ class KeyManager:
                     KeyMeta(ids.system_key_id, system_key.created),
                 )
                 if self.metastore.store(ik_id, created, new_record):
+                    event = "created" if replacing is None else "rotated"
+                    self.hooks.key_event(event, "intermediate", ik_id, created, ids.partition)
                     return CryptoKey(material, created)
             except BaseException:
                 wipe(material)
@@ -129,13 +136,19 @@ class KeyManager:
         record = self.metastore.load_latest(sk_id)
         for _ in range(_CREATE_ATTEMPTS):
             if record is not None and self._usable(record, now):
-                return self._unwrap_system(record)
+                key = self._unwrap_system(record)
+                self.hooks.key_event("loaded", "system", sk_id, key.created)
+                return key
             replacing = None if record is None else record.created
+            if record is not None:
+                self._report_unusable("system", sk_id, record, None)
             created = self.policy.new_key_created(now, replacing)
             material = new_key_material()
             try:
                 wrapped = self.kms.encrypt_key(material)
                 if self.metastore.store(sk_id, created, EnvelopeKeyRecord(created, wrapped)):
+                    event = "created" if replacing is None else "rotated"
+                    self.hooks.key_event(event, "system", sk_id, created)
                     return CryptoKey(material, created)
             except BaseException:
                 wipe(material)
@@ -143,6 +156,13 @@ class KeyManager:
             wipe(material)
             record = self.metastore.load_latest(sk_id)
         raise KeyCreationError(f"failed to create or load system key id={sk_id} after retry")
+
+    def _report_unusable(
+        self, key_type: str, key_id: str, record: EnvelopeKeyRecord, partition: str | None
+    ) -> None:
+        if record.revoked:
+            self.hooks.key_event("revoked_seen", key_type, key_id, record.created, partition)
+        _log.info("%s key %s created=%d is revoked or expired", key_type, key_id, record.created)
 
     # -- decrypt path --------------------------------------------------------------------------
 
@@ -153,8 +173,7 @@ class KeyManager:
         cache = self.intermediate_keys
         key = cache.exact(meta.key_id, meta.created)
         if key is None:
-            if _observe.metrics_enabled():
-                _observe.cache_event("cache_miss", "meta")
+            self.hooks.cache_event("intermediate", "miss", "exact", meta.key_id)
             with cache.lock_for(meta.key_id):
                 key = cache.exact(meta.key_id, meta.created)
                 if key is None:
@@ -166,8 +185,8 @@ class KeyManager:
                     key = cache.put(
                         meta.key_id, self._unwrap_intermediate(meta.key_id, record, DecryptionError)
                     )
-        elif _observe.metrics_enabled():
-            _observe.cache_event("cache_hit", "meta")
+        elif self.hooks.cache_hits_enabled:
+            self.hooks.cache_event("intermediate", "hit", "exact", meta.key_id)
         if self.policy.deny_revoked_on_decrypt and key.revoked:
             raise DecryptionError(
                 f"intermediate key id={meta.key_id} created={meta.created} is revoked "

@@ -58,9 +58,7 @@ class _Dispatcher:
             return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="asherah-hooks", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name="asherah-hooks", daemon=True)
                 self._thread.start()
 
     def _run(self) -> None:

@@ -50,7 +50,7 @@ class EnvelopeKeyRecord:
         )
 
     def to_json(self) -> str:
-        """Compact JSON in the reference's field order: Revoked (if set), Created, Key, ParentKeyMeta."""
+        """Compact JSON, reference field order: Revoked (if set), Created, Key, ParentKeyMeta."""
         parts = []
         if self.revoked is not None:
             parts.append(f'"Revoked":{"true" if self.revoked else "false"}')
@@ -84,7 +84,7 @@ class DataRowRecord:
         return f'{{"Key":{key},"Data":"{_b64.encode(self.data)}"}}'
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> DataRowRecord:
+    def from_json(cls, text: str | bytes | bytearray) -> DataRowRecord:
         obj = _load_object(text, "DataRowRecord")
         if "Data" not in obj:
             raise RecordFormatError("DataRowRecord is missing field Data")
@@ -99,7 +99,7 @@ def json_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _load_object(text: str | bytes, what: str) -> dict[str, Any]:
+def _load_object(text: str | bytes | bytearray, what: str) -> dict[str, Any]:
     try:
         obj = orjson.loads(text)
     except (orjson.JSONDecodeError, TypeError) as exc:

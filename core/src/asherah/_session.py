@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from asherah import _b64, _observe
+from asherah import _b64
 from asherah._errors import AsherahError, DecryptionError, PayloadTooLargeError
 from asherah._key_ids import KeyIds
 from asherah._keys import new_key_material, wipe
@@ -83,7 +83,8 @@ class Session:
             raise PayloadTooLargeError(
                 f"plaintext length {size} exceeds maximum {MAX_PAYLOAD_BYTES} bytes"
             )
-        started = time.perf_counter_ns() if _observe.metrics_enabled() else 0
+        hooks = self._keys.hooks
+        started = time.perf_counter_ns() if hooks.timing_enabled else 0
         intermediate = self._keys.latest_intermediate(self._ids)
         drk = new_key_material()
         try:
@@ -97,7 +98,7 @@ class Session:
             f'"Data":"{_b64.encode(sealed_data)}"}}'
         )
         if started:
-            _observe.timing("encrypt", time.perf_counter_ns() - started)
+            hooks.crypto_timing("encrypt", self.partition, size, time.perf_counter_ns() - started)
         return record
 
     def encrypt_text(self, text: str) -> str:
@@ -119,7 +120,8 @@ class Session:
                 f"ciphertext/envelope length {len(record)} exceeds maximum "
                 f"{MAX_ENVELOPE_BYTES} bytes"
             )
-        started = time.perf_counter_ns() if _observe.metrics_enabled() else 0
+        hooks = self._keys.hooks
+        started = time.perf_counter_ns() if hooks.timing_enabled else 0
         try:
             row = DataRowRecord.from_json(record)
         except RecordFormatError as exc:
@@ -153,7 +155,9 @@ class Session:
         finally:
             wipe(drk)
         if started:
-            _observe.timing("decrypt", time.perf_counter_ns() - started)
+            hooks.crypto_timing(
+                "decrypt", self.partition, len(plaintext), time.perf_counter_ns() - started
+            )
         return plaintext
 
     def decrypt_text(self, record: str | bytes | bytearray) -> str:
@@ -163,5 +167,3 @@ class Session:
             return plaintext.decode("utf-8")
         except UnicodeDecodeError:
             raise DecryptionError("decrypted plaintext is not valid UTF-8") from None
-
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -25,11 +26,13 @@ ENV_VAR = "STATIC_MASTER_KEY_HEX"
 
 
 class StaticKmsOptions(BaseModel):
-    """``master_key_hex``: 64 hex digits; falls back to ``STATIC_MASTER_KEY_HEX``."""
+    """``master_key_hex`` (64 hex digits) or ``master_key_file`` (a file holding them);
+    with neither, the ``STATIC_MASTER_KEY_HEX`` environment variable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     master_key_hex: SecretStr | None = None
+    master_key_file: Path | None = None
 
 
 def decode_master_key_hex(text: str, source: str = ENV_VAR) -> bytearray:
@@ -45,6 +48,15 @@ def decode_master_key_hex(text: str, source: str = ENV_VAR) -> bytearray:
         key[:] = bytes(size)
         raise ConfigError(f"invalid key size {size}, must be 32 bytes")
     return key
+
+
+def _read_key_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read master key file {str(path)!r}: {exc.__class__.__name__}"
+        ) from None
 
 
 class StaticKeyManagementService(KeyManagementService):
@@ -75,6 +87,8 @@ class StaticKeyManagementService(KeyManagementService):
         assert isinstance(options, StaticKmsOptions)  # noqa: S101 - the loader validated it
         if options.master_key_hex is not None and options.master_key_hex.get_secret_value():
             text, source = options.master_key_hex.get_secret_value(), "StaticMasterKeyHex"
+        elif options.master_key_file is not None:
+            text, source = _read_key_file(options.master_key_file), str(options.master_key_file)
         else:
             text, source = os.environ.get(ENV_VAR, ""), ENV_VAR
         if not text:

@@ -1,0 +1,102 @@
+"""Driver wrappers that time every metastore and KMS call for the hooks.
+
+They sit between the engine and the configured drivers, so every driver is observed the same
+way without each one having to report on itself.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from asherah._records import EnvelopeKeyRecord
+from asherah.hooks._manager import Hooks
+from asherah.kms._base import Buffer, KeyManagementService
+from asherah.metastore._base import Metastore
+
+
+class InstrumentedMetastore(Metastore):
+    """Delegates to ``inner`` and reports each call's duration and failure type."""
+
+    def __init__(self, inner: Metastore, hooks: Hooks) -> None:
+        self.inner = inner
+        self._hooks = hooks
+
+    def __repr__(self) -> str:
+        return f"InstrumentedMetastore({self.inner!r})"
+
+    def _timed(self, operation: str, key_id: str, call: Any, *args: Any) -> Any:
+        started = time.perf_counter_ns()
+        try:
+            result = call(*args)
+        except BaseException as exc:
+            self._hooks.metastore_call(
+                operation, key_id, time.perf_counter_ns() - started, type(exc).__name__
+            )
+            raise
+        self._hooks.metastore_call(operation, key_id, time.perf_counter_ns() - started, None)
+        return result
+
+    def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
+        result: EnvelopeKeyRecord | None = self._timed(
+            "load", key_id, self.inner.load, key_id, created
+        )
+        return result
+
+    def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
+        result: EnvelopeKeyRecord | None = self._timed(
+            "load_latest", key_id, self.inner.load_latest, key_id
+        )
+        return result
+
+    def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
+        return bool(self._timed("store", key_id, self.inner.store, key_id, created, record))
+
+    def upsert(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> None:
+        self._timed("upsert", key_id, self.inner.upsert, key_id, created, record)
+
+    def drift_identity(self) -> dict[str, Any] | None:
+        return self.inner.drift_identity()
+
+    def region_suffix(self) -> str | None:
+        return self.inner.region_suffix()
+
+    def create_schema(self) -> None:
+        self.inner.create_schema()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class InstrumentedKms(KeyManagementService):
+    """Delegates to ``inner`` and reports each call's duration and failure type."""
+
+    def __init__(self, inner: KeyManagementService, hooks: Hooks) -> None:
+        self.inner = inner
+        self._hooks = hooks
+
+    def __repr__(self) -> str:
+        return f"InstrumentedKms({self.inner!r})"
+
+    def _timed(self, operation: str, call: Any, arg: Any) -> Any:
+        started = time.perf_counter_ns()
+        try:
+            result = call(arg)
+        except BaseException as exc:
+            self._hooks.kms_call(operation, time.perf_counter_ns() - started, type(exc).__name__)
+            raise
+        self._hooks.kms_call(operation, time.perf_counter_ns() - started, None)
+        return result
+
+    def encrypt_key(self, key: Buffer) -> bytes:
+        return bytes(self._timed("encrypt_key", self.inner.encrypt_key, key))
+
+    def decrypt_key(self, blob: bytes) -> bytearray:
+        result: bytearray = self._timed("decrypt_key", self.inner.decrypt_key, blob)
+        return result
+
+    def drift_identity(self) -> dict[str, Any] | None:
+        return self.inner.drift_identity()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,137 @@
+"""The per-factory hook manager and its typed facade (one method per hook)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import pluggy
+
+from asherah import _observe
+from asherah._errors import DriverLoadError
+from asherah.hooks import ENTRY_POINT_GROUP, NAME, spec
+from asherah.hooks._builtin import BUILTIN_PLUGINS
+
+_log = logging.getLogger("asherah.hooks")
+
+DISABLE_AUTOLOAD_ENV = "ASHERAH_DISABLE_PLUGIN_AUTOLOAD"
+BLOCK_ENV = "ASHERAH_BLOCK_PLUGINS"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def blocked_plugin_names() -> set[str]:
+    return {n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()}
+
+
+def create_plugin_manager(extra_plugins: list[object] | None = None) -> pluggy.PluginManager:
+    """A plugin manager with the specs, the built-ins, entry-point plugins and ``extra_plugins``.
+
+    A plugin whose hook signature does not match its spec is rejected here with
+    :class:`DriverLoadError` naming it.
+    """
+    pm = pluggy.PluginManager(NAME)
+    pm.add_hookspecs(spec)
+    blocked = blocked_plugin_names()
+    for name in blocked:
+        pm.set_blocked(name)
+    try:
+        for name, plugin_class in BUILTIN_PLUGINS.items():
+            if name not in blocked:
+                pm.register(plugin_class(), name=name)
+        if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in _TRUE:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for plugin in extra_plugins or ():
+            pm.register(plugin)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise DriverLoadError(f"hook plugin {exc.plugin!r} is invalid: {exc}") from None
+    return pm
+
+
+class Hooks:
+    """Calls every implementation of a hook, logging (never raising) a failing one."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self._external_timing = self._has_external(pm.hook.asherah_crypto_timing)
+        self._external_cache = self._has_external(pm.hook.asherah_cache_event)
+
+    def _has_external(self, hook: pluggy.HookCaller) -> bool:
+        return any(
+            self.pm.get_name(impl.plugin) not in BUILTIN_PLUGINS for impl in hook.get_hookimpls()
+        )
+
+    # The two hot-path hooks are only called when someone listens, so an unobserved encrypt
+    # pays one attribute read; the compatibility metrics hook can be set at any time.
+    @property
+    def timing_enabled(self) -> bool:
+        return self._external_timing or _observe.metrics_enabled()
+
+    @property
+    def cache_hits_enabled(self) -> bool:
+        return self._external_cache or _observe.metrics_enabled()
+
+    def _call(self, hook: pluggy.HookCaller, **kwargs: Any) -> None:
+        for impl in hook.get_hookimpls():
+            try:
+                impl.function(**{name: kwargs[name] for name in impl.argnames})
+            except Exception as exc:  # observers must never break the caller
+                _log.warning(
+                    "hook %s of plugin %s raised %s",
+                    hook.name,
+                    self.pm.get_name(impl.plugin),
+                    type(exc).__name__,
+                )
+
+    def factory_started(self, **kwargs: Any) -> None:
+        self._call(self.pm.hook.asherah_factory_started, **kwargs)
+
+    def key_event(
+        self, event: str, key_type: str, key_id: str, created: int, partition: str | None = None
+    ) -> None:
+        self._call(
+            self.pm.hook.asherah_key_event,
+            event=event,
+            key_type=key_type,
+            key_id=key_id,
+            created=created,
+            partition=partition,
+        )
+
+    def cache_event(self, cache: str, event: str, lookup: str, key_id: str) -> None:
+        self._call(
+            self.pm.hook.asherah_cache_event,
+            cache=cache,
+            event=event,
+            lookup=lookup,
+            key_id=key_id,
+        )
+
+    def metastore_call(
+        self, operation: str, key_id: str, duration_ns: int, error_type: str | None
+    ) -> None:
+        self._call(
+            self.pm.hook.asherah_metastore_call,
+            operation=operation,
+            key_id=key_id,
+            duration_ns=duration_ns,
+            error_type=error_type,
+        )
+
+    def kms_call(self, operation: str, duration_ns: int, error_type: str | None) -> None:
+        self._call(
+            self.pm.hook.asherah_kms_call,
+            operation=operation,
+            duration_ns=duration_ns,
+            error_type=error_type,
+        )
+
+    def crypto_timing(self, operation: str, partition: str, size: int, duration_ns: int) -> None:
+        self._call(
+            self.pm.hook.asherah_crypto_timing,
+            operation=operation,
+            partition=partition,
+            size=size,
+            duration_ns=duration_ns,
+        )
