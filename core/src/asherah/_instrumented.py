@@ -7,6 +7,7 @@ way without each one having to report on itself.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from asherah._records import EnvelopeKeyRecord
@@ -63,6 +64,9 @@ class InstrumentedMetastore(Metastore):
 
     def create_schema(self) -> None:
         self.inner.create_schema()
+
+    def list_rows(self, key_id_prefix: str = "") -> Iterator[tuple[str, int, EnvelopeKeyRecord]]:
+        return self.inner.list_rows(key_id_prefix)
 
     def close(self) -> None:
         self.inner.close()

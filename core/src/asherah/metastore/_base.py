@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict
@@ -65,6 +66,11 @@ class Metastore(ABC):
         """The reference's ``metastore_identity`` object for the drift guard (§1.7), or ``None``
         when this backend has no reference equivalent (then no guard row is written)."""
         return None
+
+    def list_rows(self, key_id_prefix: str = "") -> Iterator[tuple[str, int, EnvelopeKeyRecord]]:
+        """Every row whose id starts with ``key_id_prefix``, for ``asherah keys list``/``revoke``
+        (operator tooling; the engine never scans)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its rows")
 
     def create_schema(self) -> None:
         """Create the table if absent (``asherah metastore init``). Drivers never do this on their

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from asherah._records import EnvelopeKeyRecord
@@ -54,6 +55,9 @@ class InMemoryMetastore(Metastore):
         """Every row, for tools and tests that inspect what was written."""
         with self._lock:
             return [(k, c, r) for (k, c), r in sorted(self._rows.items())]
+
+    def list_rows(self, key_id_prefix: str = "") -> Iterator[tuple[str, int, EnvelopeKeyRecord]]:
+        return iter([row for row in self.rows() if row[0].startswith(key_id_prefix)])
 
     def replace(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> None:
         """Overwrite a row (the revoke tool's job; the engine never calls this)."""
