@@ -33,6 +33,7 @@ from asherah._module_api import (
 from asherah._observe import set_log_hook, set_metrics_hook
 from asherah._records import DataRowRecord, EnvelopeKeyRecord, KeyMeta
 from asherah._session import Session
+from asherah._settings import load_config
 from asherah.kms import KeyManagementService, StaticKeyManagementService
 from asherah.metastore import InMemoryMetastore, Metastore
 
@@ -62,6 +63,7 @@ __all__ = [
     "encrypt_bytes",
     "encrypt_string",
     "get_setup_status",
+    "load_config",
     "set_log_hook",
     "set_metrics_hook",
     "setenv",

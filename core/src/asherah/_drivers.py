@@ -12,6 +12,7 @@ from typing import Any, cast
 from pydantic import BaseModel, ValidationError
 from stevedore import DriverManager
 from stevedore.exception import MultipleMatches, NoMatches
+from stevedore.extension import error_on_conflict
 
 from asherah._config import Config, describe_validation_error
 from asherah._driver_context import DriverContext
@@ -85,7 +86,8 @@ def driver_class(group: str, name: str) -> type[Any]:
             name=entry,
             invoke_on_load=False,
             on_load_failure_callback=_reraise,
-            warn_on_missing_entrypoint=False,
+            on_missing_entrypoints_callback=None,
+            conflict_resolver=error_on_conflict,
         )
     except NoMatches:
         raise DriverNotFoundError(_not_found_message(group, name, entry)) from None
