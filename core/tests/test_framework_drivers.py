@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from asherah import (
     ConfigError,
     DriverLoadError,
@@ -14,7 +15,6 @@ from asherah import (
     StaticKeyManagementService,
     _drivers,
 )
-
 from testsupport.fake_dists import on_sys_path, write_distribution
 
 KEY = "22" * 32
