@@ -1,0 +1,5 @@
+"""``python -m asherah``: the same command line as the ``asherah`` script."""
+
+from asherah._cli import main
+
+main()
