@@ -57,7 +57,7 @@ def build_client(options: DynamoDBMetastoreOptions) -> Any:
     config = botocore.config.Config(
         connect_timeout=options.connect_timeout,
         read_timeout=options.read_timeout,
-        retries={"mode": options.retry_mode, "max_attempts": options.max_attempts},
+        retries={"mode": options.retry_mode, "total_max_attempts": options.max_attempts},
         max_pool_connections=options.max_pool_connections,
         user_agent_extra="asherah-python",
     )

@@ -80,6 +80,11 @@ class DynamoDBMetastore(Metastore):
                 raise
         return metastore
 
+    @property
+    def client(self) -> Any:
+        """The boto3 DynamoDB client (thread-safe), for callers with needs beyond the ABC."""
+        return self._client
+
     def __repr__(self) -> str:
         return (
             f"DynamoDBMetastore(table={self.table_name!r}, region={self._region!r}, "
