@@ -52,12 +52,16 @@ class KeyManager:
         self.clock = clock
         self.system_keys = KeyCache("system", policy.check_interval_s)
         self.intermediate_keys = KeyCache("intermediate", policy.check_interval_s)
+        # The parent SK of each cached IK, so deny_revoked_on_decrypt can honour an SK
+        # revocation without folding it into the IK's own flag (which encrypt relies on).
+        self._parents: dict[tuple[str, int], KeyMeta] = {}
         self.closed = False
 
     def close(self) -> None:
         self.closed = True
         self.system_keys.clear()
         self.intermediate_keys.clear()
+        self._parents.clear()
 
     # -- encrypt path --------------------------------------------------------------------------
 
@@ -104,14 +108,12 @@ class KeyManager:
             created = self.policy.new_key_created(now, replacing)
             material = new_key_material()
             try:
-                new_record = EnvelopeKeyRecord(
-                    created,
-                    system_key.seal(material),
-                    KeyMeta(ids.system_key_id, system_key.created),
-                )
+                parent = KeyMeta(ids.system_key_id, system_key.created)
+                new_record = EnvelopeKeyRecord(created, system_key.seal(material), parent)
                 if self.metastore.store(ik_id, created, new_record):
                     event = "created" if replacing is None else "rotated"
                     self.hooks.key_event(event, "intermediate", ik_id, created, ids.partition)
+                    self._parents[(ik_id, created)] = parent
                     return CryptoKey(material, created)
             except BaseException:
                 wipe(material)
@@ -187,12 +189,22 @@ class KeyManager:
                     )
         elif self.hooks.cache_hits_enabled:
             self.hooks.cache_event("intermediate", "hit", "exact", meta.key_id)
-        if self.policy.deny_revoked_on_decrypt and key.revoked:
+        if self.policy.deny_revoked_on_decrypt and self._revoked_for_decrypt(meta, key):
             raise DecryptionError(
                 f"intermediate key id={meta.key_id} created={meta.created} is revoked "
                 "and deny_revoked_on_decrypt is set"
             )
         return key
+
+    def _revoked_for_decrypt(self, meta: KeyMeta, key: CryptoKey) -> bool:
+        """The IK is revoked, or the SK it was wrapped under is."""
+        if key.revoked:
+            return True
+        parent = self._parents.get((meta.key_id, meta.created))
+        if parent is None:
+            return False
+        system_key = self.system_keys.exact(parent.key_id, parent.created)
+        return system_key is not None and system_key.revoked
 
     # -- unwrapping ----------------------------------------------------------------------------
 
@@ -210,8 +222,11 @@ class KeyManager:
                 f"intermediate key id={ik_id} created={record.created} "
                 f"does not open under its system key {parent.key_id}"
             ) from None
-        revoked = bool(record.revoked) or system_key.revoked
-        return CryptoKey(material, record.created, revoked)
+        # Only the IK's own flag: an SK revocation takes effect at the next IK (and on decrypt
+        # under deny_revoked_on_decrypt), never by making a valid IK look unusable, which
+        # would send every encrypt back to the metastore.
+        self._parents[(ik_id, record.created)] = parent
+        return CryptoKey(material, record.created, bool(record.revoked))
 
     def _exact_system(self, meta: KeyMeta, error: type[AsherahError]) -> CryptoKey:
         cache = self.system_keys
