@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,7 @@ def test_async_methods_match_the_sync_ones(metastore: DynamoDBMetastore) -> None
 def test_missing_table_names_the_operation_and_aws_code(ddb: DynamoDBLocal, table: str) -> None:
     driver = build(ddb.endpoint, region=REGION, table_name="NoSuchTable")
     record = EnvelopeKeyRecord(1, b"k")
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "GetItem": lambda: driver.load("_IK_x", 1),
         "Query": lambda: driver.load_latest("_IK_x"),
         "PutItem": lambda: driver.store("_IK_x", 1, record),
