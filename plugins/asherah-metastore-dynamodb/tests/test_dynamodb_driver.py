@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from dynamodb_testlib import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, TABLE, build
@@ -399,3 +402,48 @@ def test_create_schema_failure_is_a_metastore_error() -> None:
     driver = build(f"http://127.0.0.1:{free_port()}", region=REGION, max_attempts=1)
     with pytest.raises(MetastoreError, match="CreateTable failed for table=EncryptionKey"):
         driver.create_schema()
+
+
+# --- retries ----------------------------------------------------------------------------------
+
+
+class _ThrottlingHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every DynamoDB call the way DynamoDB answers when it throttles."""
+
+    calls: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.calls.append(self.headers.get("X-Amz-Target", ""))
+        body = json.dumps(
+            {
+                "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                "message": "Rate of requests exceeds the allowed throughput.",
+            }
+        ).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+def test_throttling_is_retried_then_reported() -> None:
+    _ThrottlingHandler.calls.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ThrottlingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        driver = build(endpoint, region=REGION, max_attempts=2)
+        with pytest.raises(MetastoreError, match="ThrottlingException") as info:
+            driver.store("_IK_x", 1, EnvelopeKeyRecord(1, b"k"))
+        assert "PutItem failed" in str(info.value)
+        assert _ThrottlingHandler.calls == ["DynamoDB_20120810.PutItem"] * 2
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
