@@ -1,0 +1,17 @@
+"""Run every benchmark scenario and print one table: ``.venv/bin/python benchmarks/run.py``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import bench_core
+from benchmarks._cli import main
+
+SCENARIOS = {**bench_core.SCENARIOS}
+
+if __name__ == "__main__":
+    sys.exit(main(SCENARIOS))
