@@ -7,7 +7,7 @@ from typing import Any, Self
 
 import botocore.exceptions
 
-from asherah import EnvelopeKeyRecord, Metastore, MetastoreError
+from asherah import ConfigError, EnvelopeKeyRecord, Metastore, MetastoreError
 from asherah._driver_context import DriverContext
 from asherah_metastore_dynamodb._client import build_client
 from asherah_metastore_dynamodb._codec import from_item, item_key, to_item
@@ -33,6 +33,9 @@ class DynamoDBMetastore(Metastore):
 
     Build it from config (``Metastore = "dynamodb"``), or around your own boto3 client:
     ``DynamoDBMetastore(boto3.client("dynamodb"), table_name="EncryptionKey")``.
+    ``configured_region`` is what the drift guard records as the region (the reference records
+    the configured ``DynamoDBSigningRegion or DynamoDBRegion``, ``None`` when neither is set);
+    pass the same value the other implementations sharing the table are configured with.
     """
 
     Options = DynamoDBMetastoreOptions
@@ -53,7 +56,7 @@ class DynamoDBMetastore(Metastore):
         self._schema_timeout = schema_timeout
         self._region: str | None = client.meta.region_name or None
         if enable_region_suffix and not self._region:
-            raise MetastoreError(
+            raise ConfigError(
                 "DynamoDB metastore: region_suffix=true but no AWS region resolved. "
                 "Set AWS_REGION (or DynamoDBRegion) explicitly."
             )
