@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -57,7 +58,15 @@ def _versions(reference: ModuleType) -> dict[str, object]:
             return "?"
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else ()
+    git = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=_reference.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return {
+        "commit": git.stdout.strip() or "?",
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
