@@ -1,0 +1,208 @@
+"""The SQL metastore: the canonical ``encryption_key`` table on PostgreSQL, MySQL or SQLite."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Self
+
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from asherah import EnvelopeKeyRecord, Metastore, MetastoreError
+from asherah._driver_context import DriverContext
+from asherah_metastore_sql._dsn import ConnectionTarget
+from asherah_metastore_sql._engine import build_engine, is_memory_path
+from asherah_metastore_sql._errors import ErrorWrapper, where
+from asherah_metastore_sql._options import SqlMetastoreOptions, options_from_config
+from asherah_metastore_sql._statements import Statements, like_prefix, statements
+
+_LABELS = {"sqlite": "SQLite", "mysql": "MySQL", "postgres": "PostgreSQL"}
+_MYSQL_DUPLICATE_ENTRY = 1062
+
+
+class SqlMetastore(Metastore):
+    """Key rows in a SQL table ``(id, created, key_record)`` with primary key ``(id, created)``.
+
+    Rows are read and written exactly as the Rust reference and the canonical Go/Java
+    implementations do, so all of them can share one table. ``store`` is insert-if-absent:
+    ``False`` only when ``(id, created)`` exists; every other failure (server down, table
+    missing, permission denied, a corrupt row) raises :class:`asherah.MetastoreError`.
+
+    Build it from config (``Metastore = "sqlite"`` / ``"rdbms"`` / ``"sql"`` with a
+    ``ConnectionString``), or directly:
+    ``SqlMetastore(SqlMetastoreOptions(connection_string="postgres://app@db/keys"))``.
+    """
+
+    Options = SqlMetastoreOptions
+
+    def __init__(self, options: SqlMetastoreOptions) -> None:
+        target: ConnectionTarget = options.target()
+        self.options = options
+        self.backend = target.backend
+        self._target = target
+        self._errors = ErrorWrapper(_LABELS[target.backend], target.password)
+        self._engine = build_engine(target, options)
+        preparer = self._engine.dialect.identifier_preparer
+        self.table_name = options.table_name
+        quoted = ".".join(preparer.quote(part) for part in options.table_name.split("."))
+        self._sql: Statements = statements(target.backend, quoted)
+        # One shared in-memory SQLite connection: serialise its users.
+        memory = target.backend == "sqlite" and is_memory_path(target.path or "")
+        self._lock: AbstractContextManager[Any] = threading.Lock() if memory else nullcontext()
+
+    @classmethod
+    def options_from_config(cls, config: Any) -> dict[str, Any]:
+        return options_from_config(config)
+
+    @classmethod
+    def from_options(cls, options: Any, context: DriverContext | None = None) -> Self:
+        assert isinstance(options, SqlMetastoreOptions)  # noqa: S101 - the loader validated it
+        metastore = cls(options)
+        create = options.create_schema
+        if create is None:
+            create = metastore.backend == "sqlite"
+        if create:
+            try:
+                metastore.create_schema()
+            except BaseException:
+                metastore.close()
+                raise
+        return metastore
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (thread-safe), for callers with needs beyond the ABC."""
+        return self._engine
+
+    def __repr__(self) -> str:
+        t = self._target
+        if t.backend == "sqlite":
+            location = f"path={t.path!r}"
+        else:
+            user = f"{t.username}@" if t.username else ""
+            location = f"server={user}{t.host}:{t.port}/{t.database or ''}"
+        return f"SqlMetastore(backend={t.backend!r}, {location}, table={self.table_name!r})"
+
+    def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
+        params = {"id": key_id, "created": self._sql.created(created)}
+        text_value = self._fetch_one("load", self._sql.load, params, key_id, created)
+        return None if text_value is None else self._parse(text_value, key_id, created)
+
+    def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
+        text_value = self._fetch_one("load_latest", self._sql.load_latest, {"id": key_id}, key_id)
+        return None if text_value is None else self._parse(text_value, key_id, None)
+
+    def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
+        at = where(self.table_name, key_id, created)
+        try:
+            params = {
+                "id": key_id,
+                "created": self._sql.created(created),
+                "key_record": record.to_json(),
+            }
+            with self._lock, self._engine.connect() as conn:
+                result = conn.execute(self._sql.store, params)
+                return bool(result.rowcount)
+        except DBAPIError as exc:
+            if self._sql.duplicate_raises and _mysql_errno(exc) == _MYSQL_DUPLICATE_ENTRY:
+                return False
+            raise self._errors.error("store", at, exc) from exc
+        except Exception as exc:
+            raise self._errors.error("store", at, exc) from exc
+
+    def upsert(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> None:
+        """Insert or overwrite; only for the drift-guard row and operator tools (revoke)."""
+        at = where(self.table_name, key_id, created)
+        try:
+            params = {
+                "id": key_id,
+                "created": self._sql.created(created),
+                "key_record": record.to_json(),
+            }
+            with self._lock, self._engine.connect() as conn:
+                conn.execute(self._sql.upsert, params)
+        except Exception as exc:
+            raise self._errors.error("upsert", at, exc) from exc
+
+    def list_rows(self, key_id_prefix: str = "") -> Iterator[tuple[str, int, EnvelopeKeyRecord]]:
+        at = where(self.table_name)
+        try:
+            with self._lock, self._engine.connect() as conn:
+                rows = conn.execute(
+                    self._sql.list_rows, {"prefix": like_prefix(key_id_prefix)}
+                ).all()
+        except Exception as exc:
+            raise self._errors.error("list_rows", at, exc) from exc
+        out = []
+        for key_id, created, record_text in rows:
+            # Case-insensitive collations make LIKE looser than startswith.
+            if str(key_id).startswith(key_id_prefix):
+                created_s = int(created)
+                out.append((key_id, created_s, self._parse(record_text, key_id, created_s)))
+        return iter(out)
+
+    def drift_identity(self) -> dict[str, Any]:
+        """The reference's ``metastore_identity``: the SQLite path as configured, or only the
+        server kind (the reference records no host, so moving servers does not trip it)."""
+        if self.backend == "sqlite":
+            return {"kind": "sqlite", "path": self._target.path or ""}
+        return {"kind": self.backend}
+
+    def create_schema(self) -> None:
+        """``CREATE TABLE IF NOT EXISTS`` with the canonical columns for this backend."""
+        at = where(self.table_name)
+        ddl = self._sql.create_table(self.options.key_record_type)
+        try:
+            with self._lock, self._engine.connect() as conn:
+                conn.execute(text(ddl))
+        except Exception as exc:
+            # Two processes creating the table at once: the loser's error is harmless.
+            if not self._table_exists():
+                raise self._errors.error("create_schema", at, exc) from exc
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _table_exists(self) -> bool:
+        schema, _, table = self.table_name.rpartition(".")
+        try:
+            with self._lock, self._engine.connect() as conn:
+                return bool(inspect(conn).has_table(table, schema or None))
+        except Exception:
+            return False
+
+    def _fetch_one(
+        self,
+        operation: str,
+        statement: Any,
+        params: dict[str, Any],
+        key_id: str,
+        created: int | None = None,
+    ) -> str | bytes | None:
+        try:
+            with self._lock, self._engine.connect() as conn:
+                row = conn.execute(statement, params).first()
+        except Exception as exc:
+            raise self._errors.error(
+                operation, where(self.table_name, key_id, created), exc
+            ) from exc
+        if row is None:
+            return None
+        value: str | bytes = row[0]
+        return value
+
+    def _parse(self, value: Any, key_id: str, created: int | None) -> EnvelopeKeyRecord:
+        try:
+            return EnvelopeKeyRecord.from_json(value)
+        except (ValueError, TypeError) as exc:
+            at = where(self.table_name, key_id, created)
+            raise MetastoreError(
+                f"{self._errors.label} row {at} holds an invalid key_record: {exc}"
+            ) from exc
+
+
+def _mysql_errno(exc: DBAPIError) -> int | None:
+    args = getattr(exc.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
