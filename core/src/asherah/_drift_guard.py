@@ -144,7 +144,38 @@ def _load_snapshot(metastore: Metastore, row_id: str) -> dict[str, Any] | None:
 
 
 def _same(stored: dict[str, Any], current: dict[str, Any]) -> bool:
+    if _regions_of_one_global_table(stored, current):
+        # Each region of a DynamoDB global table suffixes its keys with its own region: the
+        # suffix and the client region legitimately differ between the table's regions. The
+        # reference refuses the second region here; everything else must still match.
+        stored = {
+            **stored,
+            "effective_region_suffix": None,
+            "metastore_identity": _without_region(stored["metastore_identity"]),
+        }
+        current = {
+            **current,
+            "effective_region_suffix": None,
+            "metastore_identity": _without_region(current["metastore_identity"]),
+        }
     return all(stored[field] == current[field] for field in _FIELDS)
+
+
+def _regions_of_one_global_table(stored: dict[str, Any], current: dict[str, Any]) -> bool:
+    def global_table(snap: dict[str, Any]) -> bool:
+        identity = snap["metastore_identity"]
+        return (
+            snap["region_suffix_enabled"] is True
+            and isinstance(identity, dict)
+            and identity.get("kind") == "dynamo-db"
+            and identity.get("region_suffix_requested") is True
+        )
+
+    return global_table(stored) and global_table(current)
+
+
+def _without_region(identity: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in identity.items() if key != "region"}
 
 
 def _env_flag(name: str, default: bool) -> bool:
