@@ -92,7 +92,7 @@ def lint() -> None:
 
 
 def types() -> None:
-    run(BIN / "mypy", CORE / "src")
+    run(BIN / "mypy", CORE / "src", ROOT / "benchmarks")
 
 
 def pytest(*args: str) -> None:

@@ -1,0 +1,50 @@
+"""The benchmark runs end to end (a smoke run; no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = [
+    f"{size} {op}" for size in ("64 B", "1 KiB", "64 KiB", "1 MiB") for op in ("encrypt", "decrypt")
+]
+
+
+@pytest.mark.reference
+def test_core_benchmark_quick_run(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_core", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["case"] for row in rows] == CASES
+    assert all(value > 0 for row in rows for value in row["values"].values())
+    assert {c["label"] for row in rows for c in row["checks"]} == {
+        "ours/ref",
+        "ours/floor",
+        "floor/ref",
+    }
+
+
+def test_benchmark_fails_clearly_without_reference(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_core", "--quick", "--reference", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "pip install --target" in proc.stderr
