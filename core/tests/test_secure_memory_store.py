@@ -12,19 +12,23 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from asherah._errors import ConfigError
+from asherah.hazmat import aead
 from asherah.hazmat.memory import (
     PAGE_SIZE,
     KeyHandle,
     KeyStore,
     SecureMemoryError,
+    _aead,
     _enclave,
     _libc,
+    decrypt_into,
     default_hot_cache_size,
     default_mode,
     locked_bytes,
@@ -135,18 +139,38 @@ def test_coffer_halves_are_on_different_pages_in_a_multi_page_slab() -> None:
         assert store.hot_cache_size == default_hot_cache_size(256) == 224
 
 
-def test_enclave_streaming_path_matches_decrypt_into() -> None:
-    # ``open_into_streaming`` serves cryptography releases without ``AESGCM.decrypt_into``.
+def test_enclave_round_trip_and_tamper_detection() -> None:
     coffer, material = random_key(), random_key()
     expected = bytes(material)
     enclave = _enclave.seal(memoryview(coffer), memoryview(material))
+    assert len(enclave) == 12 + 32 + 16
+    assert expected not in enclave
     out = bytearray(32)
-    _enclave.open_into_streaming(memoryview(coffer), enclave, memoryview(out))
+    _enclave.open_into(memoryview(coffer), enclave, memoryview(out))
     assert out == expected
     tampered = enclave[:-1] + bytes([enclave[-1] ^ 1])
     with pytest.raises(SecureMemoryError, match="enclave authentication failed"):
         _enclave.open_into(memoryview(coffer), tampered, memoryview(out))
     assert out == bytearray(32)  # wiped on failure
+
+
+@pytest.mark.parametrize("opener", [decrypt_into, _aead.decrypt_into_streaming])
+def test_decrypt_into_writes_only_into_the_callers_buffer(
+    opener: Callable[[bytes, bytes, bytes, bytearray], None],
+) -> None:
+    # ``decrypt_into_streaming`` serves cryptography releases without ``AESGCM.decrypt_into``.
+    key, child = random_key(), random_key()
+    expected = bytes(child)
+    blob = aead.seal(key, child)  # Asherah layout: ciphertext || tag || nonce
+    out = bytearray(32)
+    opener(bytes(key), blob[-12:], blob[:-12], out)
+    assert out == expected
+    tampered = bytes([blob[0] ^ 1]) + blob[1:]
+    with pytest.raises(InvalidTag):
+        decrypt_into(bytes(key), tampered[-12:], tampered[:-12], out)
+    assert out == bytearray(32)
+    with pytest.raises(ValueError, match=r"output buffer|buffer must be 32 bytes"):
+        opener(bytes(key), blob[-12:], blob[:-12], bytearray(31))
 
 
 def test_use_hands_aesgcm_a_buffer_and_the_view_dies_after() -> None:

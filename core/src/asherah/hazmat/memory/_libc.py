@@ -172,10 +172,7 @@ def random_fill(buffer: bytearray | memoryview) -> None:
         if length == 0:
             return
         if unsupported_reason() is not None:
-            with open("/dev/urandom", "rb", buffering=0) as source:
-                filled = 0
-                while filled < length:
-                    filled += source.readinto(view[filled:]) or 0
+            _random_fill_portable(view)
             return
         array = (ctypes.c_char * length).from_buffer(view)
         try:
@@ -192,6 +189,19 @@ def random_fill(buffer: bytearray | memoryview) -> None:
             del array
     finally:
         view.release()
+
+
+def _random_fill_portable(view: memoryview) -> None:
+    """``random_fill`` where ``getrandom`` is not bound: ``/dev/urandom``, else ``os.urandom``."""
+    try:
+        source = open("/dev/urandom", "rb", buffering=0)  # noqa: SIM115 - closed below
+    except OSError:  # Windows: only os.urandom exists, and it returns a ``bytes`` copy
+        view[:] = os.urandom(view.nbytes)
+        return
+    with source:
+        filled = 0
+        while filled < view.nbytes:
+            filled += source.readinto(view[filled:]) or 0
 
 
 def wipe_bytes_object(value: bytes) -> None:
