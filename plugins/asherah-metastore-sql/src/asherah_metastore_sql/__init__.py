@@ -6,7 +6,7 @@ SQLAlchemy 2, reading and writing the canonical ``encryption_key`` table row for
 Rust reference and the canonical Go/Java Asherah do, so they can all share one table.
 """
 
-from asherah_metastore_sql._dsn import ConnectionTarget, parse_connection_string
+from asherah_metastore_sql._dsn import ConnectionTarget, parse_connection_string, parse_url
 from asherah_metastore_sql._metastore import SqlMetastore
 from asherah_metastore_sql._options import SqlMetastoreOptions
 from asherah_metastore_sql._schema import create_schema
@@ -19,4 +19,5 @@ __all__ = [
     "create_schema",
     "mysql_created",
     "parse_connection_string",
+    "parse_url",
 ]

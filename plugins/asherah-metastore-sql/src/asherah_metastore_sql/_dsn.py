@@ -147,6 +147,20 @@ def parse_connection_string(value: str, db_type: str | None = None) -> Connectio
     raise ConfigError(UNRECOGNISED)
 
 
+def parse_url(value: str) -> ConnectionTarget:
+    """A SQLAlchemy URL (the ``url`` option). Only ``sqlite://`` differs from
+    :func:`parse_connection_string`: SQLAlchemy's ``sqlite:///rel.db`` is relative and
+    ``sqlite:////abs.db`` absolute, where the canonical form takes everything after
+    ``sqlite://`` as the path."""
+    text = value.strip()
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme == "sqlite":
+        return _sqlalchemy_url(text, "sqlite")
+    if not scheme:
+        raise ConfigError("url must be a URL such as postgresql+psycopg://user@host/db")
+    return parse_connection_string(text)
+
+
 def _sqlite_path(text: str) -> ConnectionTarget:
     path = text[len("sqlite://") :] if text.lower().startswith("sqlite://") else text
     return ConnectionTarget("sqlite", path=path)

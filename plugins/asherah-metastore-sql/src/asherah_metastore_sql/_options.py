@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from asherah_metastore_sql._dsn import ConnectionTarget, TlsMode, parse_connection_string
+from asherah_metastore_sql._dsn import (
+    ConnectionTarget,
+    TlsMode,
+    parse_connection_string,
+    parse_url,
+)
 
 if TYPE_CHECKING:
     from asherah import Config
@@ -40,7 +45,8 @@ class SqlMetastoreOptions(BaseModel):
     """Options of the ``sql`` metastore (config-file section ``[metastore]``).
 
     ``connection_string`` takes every canonical form (``postgres://``, ``mysql://``,
-    ``sqlite://<path>``, a Go DSN ``user:pass@tcp(host:port)/db``) and SQLAlchemy URLs;
+    ``sqlite://<path>``, a Go DSN ``user:pass@tcp(host:port)/db``) and SQLAlchemy URLs with a
+    driver name; ``url`` takes SQLAlchemy URLs with SQLAlchemy's meaning of ``sqlite:///``;
     ``db_type`` is the canonical ``SQLMetastoreDBType`` (``sqlite`` makes the string a file
     path, as ``Metastore = "sqlite"`` does). Pool settings follow the canonical ``PoolMax*``
     keys: 0 open connections means unlimited, lifetimes are seconds with 0 for unlimited.
@@ -48,7 +54,11 @@ class SqlMetastoreOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    connection_string: SecretStr
+    #: A canonical Asherah connection string (``ConnectionString``).
+    connection_string: SecretStr | None = None
+    #: Or a SQLAlchemy URL (``sqlite:///relative.db`` / ``sqlite:////absolute.db`` as in
+    #: SQLAlchemy); exactly one of the two.
+    url: SecretStr | None = None
     db_type: Literal["sqlite", "mysql", "postgres"] | None = None
     #: ``table`` or ``schema.table`` (PostgreSQL schema, MySQL database).
     table_name: str = DEFAULT_TABLE
@@ -125,12 +135,17 @@ class SqlMetastoreOptions(BaseModel):
 
     @model_validator(mode="after")
     def _parse_now(self) -> SqlMetastoreOptions:
+        if (self.connection_string is None) == (self.url is None):
+            raise ValueError("give exactly one of connection_string (ConnectionString) and url")
         # Fail at configuration time, not at the first query.
         self.target()
         return self
 
     def target(self) -> ConnectionTarget:
         """The parsed connection string (raises :class:`asherah.ConfigError`)."""
+        if self.url is not None:
+            return parse_url(self.url.get_secret_value())
+        assert self.connection_string is not None  # noqa: S101 - checked by the validator
         return parse_connection_string(self.connection_string.get_secret_value(), self.db_type)
 
 

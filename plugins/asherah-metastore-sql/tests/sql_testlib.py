@@ -1,0 +1,118 @@
+"""Helpers shared by the test modules and the subprocess workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from asherah import EnvelopeKeyRecord, KeyMeta
+from asherah_metastore_sql import SqlMetastore, SqlMetastoreOptions
+
+BACKENDS = ["sqlite", "postgres", "mysql"]
+ROOT = Path(__file__).resolve().parents[3]
+REFERENCE_DIR = ROOT / ".reference"
+WORKER = Path(__file__).resolve().parent / "asherah_worker.py"
+MASTER_KEY_HEX = "22" * 32
+
+
+def open_metastore(connection_string: str, **options: Any) -> SqlMetastore:
+    return SqlMetastore.from_options(
+        SqlMetastoreOptions(connection_string=connection_string, **options)
+    )
+
+
+def unique(label: str = "t") -> str:
+    return f"{label}{uuid.uuid4().hex[:10]}"
+
+
+def record(
+    created: int, fill: int = 1, *, parent: str | None = "_SK_svc_prod"
+) -> EnvelopeKeyRecord:
+    meta = KeyMeta(parent, created) if parent is not None else None
+    return EnvelopeKeyRecord(created, bytes([fill]) * 60, meta)
+
+
+def raw_engine(metastore: SqlMetastore) -> sa.Engine:
+    """The driver's own engine, for reading and writing rows behind its back."""
+    return metastore.engine
+
+
+def metastore_kind(connection_string: str) -> str:
+    """The canonical ``Metastore`` value the reference takes for this connection string."""
+    return "sqlite" if connection_string.startswith("sqlite://") else "rdbms"
+
+
+def config(connection_string: str, service: str, **extra: Any) -> dict[str, Any]:
+    """A canonical PascalCase config both implementations accept."""
+    out: dict[str, Any] = {
+        "ServiceName": service,
+        "ProductID": "prod",
+        "Metastore": metastore_kind(connection_string),
+        "ConnectionString": connection_string,
+        "KMS": "static",
+        "StaticMasterKeyHex": MASTER_KEY_HEX,
+    }
+    out.update(extra)
+    return out
+
+
+def require_reference() -> None:
+    if not (REFERENCE_DIR / "asherah" / "__init__.py").is_file():
+        raise RuntimeError(
+            f"the reference implementation is missing from {REFERENCE_DIR}; run "
+            "`python3 tasks.py setup` (pip install --target .reference asherah==0.5.56)"
+        )
+
+
+def worker_command(implementation: str) -> tuple[list[str], dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASHERAH_")}
+    env.pop("PYTHONPATH", None)
+    if implementation == "reference":
+        require_reference()
+        env["PYTHONPATH"] = str(REFERENCE_DIR)
+    return [sys.executable, str(WORKER)], env
+
+
+def start_worker(implementation: str, job: dict[str, Any]) -> subprocess.Popen[str]:
+    command, env = worker_command(implementation)
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=str(ROOT),
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(job))
+    proc.stdin.close()
+    return proc
+
+
+def finish_worker(proc: subprocess.Popen[str], timeout: float = 120) -> dict[str, Any]:
+    try:
+        out = proc.stdout.read() if proc.stdout else ""
+        err = proc.stderr.read() if proc.stderr else ""
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, f"worker exited {proc.returncode}: {err[-2000:]}"
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def run_worker(implementation: str, job: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+    result = finish_worker(start_worker(implementation, job), timeout)
+    expected = "/.reference/" if implementation == "reference" else "/core/src/"
+    assert expected in result["module"], result["module"]
+    return result
