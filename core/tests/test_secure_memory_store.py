@@ -29,6 +29,7 @@ from asherah.hazmat.memory import (
     _enclave,
     _libc,
     decrypt_into,
+    decrypt_into_with,
     default_hot_cache_size,
     default_mode,
     locked_bytes,
@@ -154,7 +155,40 @@ def test_enclave_round_trip_and_tamper_detection() -> None:
     assert out == bytearray(32)  # wiped on failure
 
 
-@pytest.mark.parametrize("opener", [decrypt_into, _aead.decrypt_into_streaming])
+def _with_prepared_cipher(key: bytes, nonce: bytes, data: bytes, out: bytearray) -> None:
+    decrypt_into_with(AESGCM(key), nonce, data, out)
+
+
+def _with_prepared_cipher_without_decrypt_into(
+    key: bytes, nonce: bytes, data: bytes, out: bytearray
+) -> None:
+    # The path for cryptography releases without ``AESGCM.decrypt_into``.
+    class OldAesGcm:
+        def __init__(self, key: bytes) -> None:
+            self._cipher = AESGCM(key)
+
+        def decrypt(self, nonce: bytes, data: bytes, aad: None) -> bytes:
+            return self._cipher.decrypt(nonce, data, aad)
+
+    if len(data) - 16 != len(out):
+        raise ValueError("buffer must be 32 bytes")
+    real = _aead.HAS_DECRYPT_INTO
+    _aead.HAS_DECRYPT_INTO = False
+    try:
+        decrypt_into_with(OldAesGcm(key), nonce, data, out)  # type: ignore[arg-type]
+    finally:
+        _aead.HAS_DECRYPT_INTO = real
+
+
+@pytest.mark.parametrize(
+    "opener",
+    [
+        decrypt_into,
+        _aead.decrypt_into_streaming,
+        _with_prepared_cipher,
+        _with_prepared_cipher_without_decrypt_into,
+    ],
+)
 def test_decrypt_into_writes_only_into_the_callers_buffer(
     opener: Callable[[bytes, bytes, bytes, bytearray], None],
 ) -> None:
@@ -167,7 +201,7 @@ def test_decrypt_into_writes_only_into_the_callers_buffer(
     assert out == expected
     tampered = bytes([blob[0] ^ 1]) + blob[1:]
     with pytest.raises(InvalidTag):
-        decrypt_into(bytes(key), tampered[-12:], tampered[:-12], out)
+        opener(bytes(key), tampered[-12:], tampered[:-12], out)
     assert out == bytearray(32)
     with pytest.raises(ValueError, match=r"output buffer|buffer must be 32 bytes"):
         opener(bytes(key), blob[-12:], blob[:-12], bytearray(31))

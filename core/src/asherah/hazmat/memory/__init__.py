@@ -13,7 +13,7 @@ buffers the caller keeps) is written down in ``docs/security.md``.
 
 from __future__ import annotations
 
-from asherah.hazmat.memory._aead import decrypt_into
+from asherah.hazmat.memory._aead import decrypt_into, decrypt_into_with
 from asherah.hazmat.memory._buffer import CANARY_SIZE, ProtectedBuffer
 from asherah.hazmat.memory._errors import (
     CanaryError,
@@ -66,6 +66,7 @@ __all__ = [
     "SecureMemoryUnavailableError",
     "count_in_memory",
     "decrypt_into",
+    "decrypt_into_with",
     "default_hot_cache_size",
     "default_mode",
     "harden_process",

@@ -38,6 +38,28 @@ def decrypt_into(key: Buffer, nonce: Buffer, data: Buffer, out: bytearray | memo
         raise
 
 
+def decrypt_into_with(
+    cipher: AESGCM, nonce: Buffer, data: Buffer, out: bytearray | memoryview
+) -> None:
+    """:func:`decrypt_into` with an already prepared cipher (a cached key schedule).
+
+    Without ``AESGCM.decrypt_into`` (older ``cryptography``) a prepared cipher can only return
+    ``bytes``: the plaintext is copied into ``out`` and that fresh ``bytes`` is zeroed in place.
+    """
+    try:
+        if HAS_DECRYPT_INTO:
+            cipher.decrypt_into(nonce, data, None, out)
+        else:
+            plain = cipher.decrypt(nonce, data, None)
+            try:
+                memoryview(out)[:] = plain
+            finally:
+                _libc.wipe_bytes_object(plain)
+    except InvalidTag:
+        _libc.wipe(out)
+        raise
+
+
 def decrypt_into_streaming(
     key: Buffer, nonce: Buffer, data: Buffer, out: bytearray | memoryview
 ) -> None:
@@ -48,4 +70,8 @@ def decrypt_into_streaming(
     tag = bytes(view[-TAG_SIZE:])
     decryptor = Cipher(algorithms.AES(key), modes.GCM(bytes(nonce), tag)).decryptor()
     decryptor.update_into(view[:-TAG_SIZE], out)
-    decryptor.finalize()
+    try:
+        decryptor.finalize()
+    except InvalidTag:  # ``out`` holds unauthenticated plaintext: never leave it there
+        _libc.wipe(out)
+        raise

@@ -207,9 +207,9 @@ def _random_fill_portable(view: memoryview) -> None:
 def wipe_bytes_object(value: bytes) -> None:
     """Zero the storage of a ``bytes`` object this package created and alone references.
 
-    Used only for a fresh digest (``hashlib`` returns ``bytes``) that must not outlive its use.
-    ``bytes`` are immutable to Python code; overwriting a private, never-shared instance in place
-    is the one way to stop it from lingering in freed heap memory.
+    Used only for fresh results (a ``hashlib`` digest, an ``AESGCM.decrypt`` plaintext) that must
+    not outlive their use. ``bytes`` are immutable to Python code; overwriting a private,
+    never-shared instance in place is the one way to stop it lingering in freed heap memory.
     """
     if len(value) < 2:  # lengths 0 and 1 are interned singletons: never touch
         return
