@@ -27,6 +27,9 @@ class KeyCache:
         self.ttl_s = ttl_s
         self._exact: dict[tuple[str, int], CryptoKey] = {}
         self._latest: dict[str, _Latest] = {}
+        # When each exact entry's row was last read (only consulted under
+        # deny_revoked_on_decrypt, which re-reads revocation once per interval).
+        self._checked: dict[tuple[str, int], float] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -60,6 +63,14 @@ class KeyCache:
         self._latest[key_id] = _Latest(key, now)
         return key
 
+    def due_for_check(self, key_id: str, created: int, now: float) -> bool:
+        """True when the row behind an exact entry was not read within one interval."""
+        checked = self._checked.get((key_id, created))
+        return checked is None or now - checked >= self.ttl_s
+
+    def mark_checked(self, key_id: str, created: int, now: float) -> None:
+        self._checked[(key_id, created)] = now
+
     def lock_for(self, key_id: str) -> threading.Lock:
         lock = self._locks.get(key_id)
         if lock is None:
@@ -77,3 +88,4 @@ class KeyCache:
                 key.wipe()
             self._exact.clear()
             self._latest.clear()
+            self._checked.clear()

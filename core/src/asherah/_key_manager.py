@@ -187,6 +187,7 @@ class KeyManager:
                     key = cache.put(
                         meta.key_id, self._unwrap_intermediate(meta.key_id, record, DecryptionError)
                     )
+                    cache.mark_checked(meta.key_id, meta.created, self.clock())
         elif self.hooks.cache_hits_enabled:
             self.hooks.cache_event("intermediate", "hit", "exact", meta.key_id)
         if self.policy.deny_revoked_on_decrypt and self._revoked_for_decrypt(meta, key):
@@ -197,14 +198,32 @@ class KeyManager:
         return key
 
     def _revoked_for_decrypt(self, meta: KeyMeta, key: CryptoKey) -> bool:
-        """The IK is revoked, or the SK it was wrapped under is."""
+        """The IK is revoked, or the SK it was wrapped under is.
+
+        Cached keys would otherwise never see a revocation made after they were loaded, so
+        their rows are re-read once per check interval, the same freshness encrypt gives the
+        latest key. Reads only; nothing is written.
+        """
+        now = self.clock()
+        self._refresh_revoked(self.intermediate_keys, meta, key, now)
         if key.revoked:
             return True
         parent = self._parents.get((meta.key_id, meta.created))
         if parent is None:
             return False
         system_key = self.system_keys.exact(parent.key_id, parent.created)
-        return system_key is not None and system_key.revoked
+        if system_key is None:
+            return False
+        self._refresh_revoked(self.system_keys, parent, system_key, now)
+        return system_key.revoked
+
+    def _refresh_revoked(self, cache: KeyCache, meta: KeyMeta, key: CryptoKey, now: float) -> None:
+        if not cache.due_for_check(meta.key_id, meta.created, now):
+            return
+        record = self.metastore.load(meta.key_id, meta.created)
+        if record is not None:
+            key.revoked = bool(record.revoked)
+        cache.mark_checked(meta.key_id, meta.created, now)
 
     # -- unwrapping ----------------------------------------------------------------------------
 
@@ -240,7 +259,9 @@ class KeyManager:
             record = self.metastore.load(meta.key_id, meta.created)
             if record is None:
                 raise error(f"system key not found: id={meta.key_id} created={meta.created}")
-            return cache.put(meta.key_id, self._unwrap_system(record))
+            key = cache.put(meta.key_id, self._unwrap_system(record))
+            cache.mark_checked(meta.key_id, meta.created, self.clock())
+            return key
 
     def _unwrap_system(self, record: EnvelopeKeyRecord) -> CryptoKey:
         material = self.kms.decrypt_key(record.encrypted_key)
