@@ -279,3 +279,48 @@ def test_cached_key_is_reused_without_metastore_reads(make_factory, counting, cl
         clock.advance(10)
         session.encrypt_bytes(b"b")
     assert dict(counting.calls) == calls
+
+
+def test_deny_revoked_on_decrypt_rechecks_cached_keys_each_interval(
+    make_factory, clock, memory, counting, revoke
+) -> None:
+    session = make_factory(DenyRevokedOnDecrypt=True, CheckInterval=600).get_session("p1")
+    record = session.encrypt_bytes(b"x")
+    assert session.decrypt_bytes(record) == b"x"
+    loads = counting.calls["load"]
+    revoke(memory, IK)
+    clock.advance(599)  # the cached key is trusted for one check interval, like on encrypt
+    assert session.decrypt_bytes(record) == b"x"
+    assert counting.calls["load"] == loads
+    clock.advance(1)
+    with pytest.raises(DecryptionError, match="revoked"):
+        session.decrypt_bytes(record)
+    writes = counting.writes
+    with pytest.raises(DecryptionError, match="revoked"):
+        session.decrypt_bytes(record)
+    assert counting.writes == writes
+
+
+def test_deny_revoked_on_decrypt_rechecks_the_system_key(
+    make_factory, clock, memory, revoke
+) -> None:
+    session = make_factory(DenyRevokedOnDecrypt=True, CheckInterval=600).get_session("p1")
+    record = session.encrypt_bytes(b"x")
+    assert session.decrypt_bytes(record) == b"x"
+    revoke(memory, SK)
+    clock.advance(600)
+    with pytest.raises(DecryptionError, match="revoked"):
+        session.decrypt_bytes(record)
+
+
+def test_without_deny_decrypt_does_not_read_the_metastore_again(
+    make_factory, clock, counting, memory, revoke
+) -> None:
+    session = make_factory(CheckInterval=600).get_session("p1")
+    record = session.encrypt_bytes(b"x")
+    session.decrypt_bytes(record)
+    calls = dict(counting.calls)
+    revoke(memory, IK)
+    clock.advance(10 * 600)
+    assert session.decrypt_bytes(record) == b"x"
+    assert dict(counting.calls) == calls
