@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from asherah._errors import ConfigError
+
 _REGION = re.compile(r"[a-z0-9-]+")
 
 
@@ -49,6 +51,19 @@ def intermediate_key_id(
 
 
 def key_ids(partition: str, service: str, product: str, region_suffix: str | None) -> KeyIds:
+    """The ids of one session. Every part must be encodable as UTF-8: a lone surrogate would
+    be written into the record as a ``\\udXXX`` escape that no JSON parser reads back, so the
+    record could never be decrypted (the reference refuses such a partition too)."""
+    for what, value in (
+        ("partition id", partition),
+        ("service name", service),
+        ("product id", product),
+        ("region suffix", region_suffix or ""),
+    ):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"{what} is not valid Unicode text (lone surrogate)") from None
     return KeyIds(
         partition,
         system_key_id(service, product, region_suffix),
