@@ -148,6 +148,15 @@ def test_partition_is_checked_at_get_session(factory: SessionFactory) -> None:
         factory.get_session(None)  # type: ignore[arg-type]
 
 
+def test_partition_must_be_encodable_text(factory: SessionFactory) -> None:
+    # A lone surrogate would make a record nothing can parse back: refused up front.
+    with pytest.raises(ConfigError, match="partition id"):
+        factory.get_session("a\ud800")
+    for partition in ("nul\x00part", "tab\tand\u2028", "日本"):
+        session = factory.get_session(partition)
+        assert session.decrypt_bytes(session.encrypt_bytes(b"x")) == b"x"
+
+
 def test_empty_plaintext_is_valid(session: Any) -> None:
     record = session.encrypt_bytes(b"")
     assert len(base64.b64decode(json.loads(record)["Data"])) == 28
