@@ -45,10 +45,12 @@ class TempDatabase:
     def sqlalchemy_url(self) -> str:
         return sqlalchemy_url(self.url)
 
-    def engine(self) -> sa.Engine:
-        """An autocommit engine on this database, for looking at rows behind a driver's back."""
+    def engine(self, *, autocommit: bool = True) -> sa.Engine:
+        """An engine on this database, for looking at rows behind a driver's back (with
+        ``autocommit=False`` to hold locks in an open transaction)."""
+        isolation = "AUTOCOMMIT" if autocommit else "READ COMMITTED"
         return sa.create_engine(
-            self.sqlalchemy_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool
+            self.sqlalchemy_url, isolation_level=isolation, poolclass=sa.NullPool
         )
 
 

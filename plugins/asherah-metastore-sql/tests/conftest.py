@@ -9,10 +9,12 @@ share the databases without seeing each other's rows.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 # The repo root (for ``testsupport``) and this directory (for ``sql_testlib``, which the test
 # modules import).
@@ -20,7 +22,7 @@ for _path in (Path(__file__).resolve().parents[3], Path(__file__).resolve().pare
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from sql_testlib import BACKENDS, open_metastore  # noqa: E402
+from sql_testlib import BACKENDS, open_metastore, unique  # noqa: E402
 
 from asherah_metastore_sql import SqlMetastore  # noqa: E402
 from testsupport.sql import TempDatabase, temporary_database  # noqa: E402
@@ -56,12 +58,39 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def connection_string(backend: str, request: pytest.FixtureRequest) -> str:
-    """The canonical ConnectionString of this run's database on ``backend``."""
-    if backend == "sqlite":
-        return f"sqlite://{request.getfixturevalue('sqlite_file')}"
-    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
-    return db.url
+def url_for(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """The canonical ConnectionString of this run's database on a backend (created lazily)."""
+
+    def get(backend: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite://{request.getfixturevalue('sqlite_file')}"
+        fixture = "pg_db" if backend == "postgres" else "mysql_db"
+        db: TempDatabase = request.getfixturevalue(fixture)
+        return db.url
+
+    return get
+
+
+@pytest.fixture
+def connection_string(backend: str, url_for: Callable[[str], str]) -> str:
+    return url_for(backend)
+
+
+@pytest.fixture
+def own_table(url_for: Callable[[str], str]) -> Iterator[Callable[..., SqlMetastore]]:
+    """Factory: a driver on a table of this test's own, dropped afterwards."""
+    drivers: list[SqlMetastore] = []
+
+    def make(backend: str, **options: Any) -> SqlMetastore:
+        driver = open_metastore(url_for(backend), table_name=unique("t_"), **options)
+        drivers.append(driver)
+        return driver
+
+    yield make
+    for driver in drivers:
+        with driver.engine.connect() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {driver.table_name}"))
+        driver.close()
 
 
 @pytest.fixture

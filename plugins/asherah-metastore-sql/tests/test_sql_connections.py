@@ -1,0 +1,373 @@
+"""Connections: errors and what they say, secrets, TLS, session settings, pool, timeouts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sql_testlib import open_metastore, record, unique
+
+from asherah import Config, MetastoreError
+from asherah._drivers import load_metastore
+from asherah_metastore_sql import SqlMetastore, create_schema
+from testsupport.sql import TempDatabase, free_port
+
+PASSWORD = "Sup3r-Secret-Pa55"
+
+
+def _chain(exc: BaseException | None) -> str:
+    """Every message in an exception chain, as a log line with a traceback would show."""
+    out = []
+    while exc is not None:
+        out.append(f"{type(exc).__name__}: {exc!s} {exc!r}")
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(out)
+
+
+def test_missing_table_error_names_table_operation_and_key(
+    url_for: Callable[[str], str], backend: str
+) -> None:
+    table = unique("missing_")
+    driver = open_metastore(url_for(backend), table_name=table, create_schema=False)
+    if backend == "sqlite":
+        with driver.engine.connect() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    with pytest.raises(MetastoreError) as info:
+        driver.load("_IK_x_svc_prod", 1705325400)
+    message = str(info.value)
+    assert f"table={table}" in message
+    assert "load failed" in message
+    assert "id=_IK_x_svc_prod created=1705325400" in message
+    assert {"sqlite": "no such table", "postgres": "does not exist", "mysql": "doesn't exist"}[
+        backend
+    ] in message
+    with pytest.raises(MetastoreError, match="store failed"):
+        driver.store("_IK_x_svc_prod", 1705325400, record(1705325400))
+    driver.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+def test_unreachable_server_fails_fast_with_the_reason(backend: str) -> None:
+    port = free_port()
+    driver = open_metastore(
+        f"{'postgres' if backend == 'postgres' else 'mysql'}://root:{PASSWORD}@127.0.0.1:{port}/test",
+        connect_timeout=2,
+    )
+    started = time.monotonic()
+    with pytest.raises(MetastoreError) as info:
+        driver.load_latest("_IK_x")
+    assert time.monotonic() - started < 5
+    assert f"127.0.0.1:{port}" in repr(driver)
+    text = _chain(info.value)
+    assert "refused" in text.lower() or "can't connect" in text.lower()
+    assert PASSWORD not in text
+    assert PASSWORD not in repr(driver)
+    driver.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+def test_bad_credentials_never_show_the_password(
+    backend: str,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    scheme, rest = db.url.split("://", 1)
+    location = rest.split("@", 1)[1]
+    user = "asherah_no_such_role" if backend == "postgres" else "root"
+    caplog.set_level(logging.DEBUG)
+    driver = open_metastore(f"{scheme}://{user}:{PASSWORD}@{location}")
+    with pytest.raises(MetastoreError) as info:
+        driver.store("_IK_x", 1705325400, record(1705325400))
+    text = _chain(info.value)
+    assert ("does not exist" in text) if backend == "postgres" else ("Access denied" in text)
+    for shown in (text, repr(driver), str(driver.engine.url), caplog.text):
+        assert PASSWORD not in shown
+    # The same through the loader and a Go DSN (the reference's error echoes the string).
+    go_dsn = f"root:{PASSWORD}@tcp(127.0.0.1:{free_port()})/test"
+    cfg = Config.model_validate(
+        {"ServiceName": "s", "ProductID": "p", "Metastore": "rdbms", "ConnectionString": go_dsn}
+    )
+    metastore = load_metastore(cfg)
+    with pytest.raises(MetastoreError) as info:
+        metastore.load_latest("_IK_x")
+    assert PASSWORD not in _chain(info.value) + repr(metastore) + repr(cfg) + caplog.text
+    metastore.close()
+    driver.close()
+
+
+def test_password_is_scrubbed_even_if_a_driver_echoes_it() -> None:
+    from asherah_metastore_sql._errors import ErrorWrapper
+
+    wrapper = ErrorWrapper("MySQL", PASSWORD)
+    error = wrapper.error("load", "table=t", RuntimeError(f"login failed for {PASSWORD}\nmore"))
+    assert PASSWORD not in str(error)
+    assert "login failed for *** more" in str(error)
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+def test_killed_connection_mid_store_leaves_no_row(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """A store blocked behind another writer's lock is killed: MetastoreError, no row, and
+    the driver works again on the next call."""
+    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    driver = open_metastore(db.url, create_schema=True)
+    key_id = unique("_IK_kill_")
+    blocker = db.engine(autocommit=False).connect()
+    admin = db.engine().connect()
+    blocker_tx = blocker.begin()
+    insert = (
+        "INSERT INTO encryption_key (id, created, key_record) VALUES (:id, to_timestamp(:c), '{}')"
+        if backend == "postgres"
+        else "INSERT INTO encryption_key (id, created, key_record) VALUES (:id, :c, '{}')"
+    )
+    created = 1705325400.0 if backend == "postgres" else "2024-01-15 13:30:00"
+    blocker.execute(sa.text(insert), {"id": key_id, "c": created})
+    errors: list[BaseException] = []
+
+    def store() -> None:
+        try:
+            driver.store(key_id, 1705325400, record(1705325400))
+        except BaseException as exc:  # asserted below
+            errors.append(exc)
+
+    thread = threading.Thread(target=store)
+    thread.start()
+    victim = _wait_for_waiting_session(admin, backend, key_id)
+    if backend == "postgres":
+        admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
+    else:
+        admin.execute(sa.text(f"KILL CONNECTION {int(victim)}"))
+    thread.join(timeout=30)
+    blocker_tx.rollback()
+    assert len(errors) == 1
+    assert isinstance(errors[0], MetastoreError)
+    assert "store failed" in str(errors[0])
+    assert driver.load(key_id, 1705325400) is None  # pool recovered, and no row at all
+    count = admin.execute(
+        sa.text("SELECT COUNT(*) FROM encryption_key WHERE id = :id"), {"id": key_id}
+    ).scalar_one()
+    assert count == 0
+    blocker.close()
+    admin.close()
+    driver.close()
+
+
+def _wait_for_waiting_session(admin: sa.Connection, backend: str, key_id: str) -> int:
+    query = (
+        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q"
+        if backend == "postgres"
+        else "SELECT id FROM information_schema.processlist WHERE info LIKE :q"
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = admin.execute(sa.text(query), {"q": "INSERT INTO%encryption_key%"}).first()
+        if row is not None:
+            return int(row[0])
+        time.sleep(0.05)
+    raise AssertionError(f"the store for {key_id} never waited on the lock")
+
+
+@pytest.mark.parametrize(
+    ("backend", "statement"),
+    [("postgres", "SHOW statement_timeout"), ("mysql", "SELECT @@max_statement_time")],
+)
+def test_statement_timeout_is_set_and_ends_a_blocked_store(
+    backend: str, statement: str, request: pytest.FixtureRequest
+) -> None:
+    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    driver = open_metastore(db.url, create_schema=True, statement_timeout=0.5)
+    with driver.engine.connect() as conn:
+        assert str(conn.execute(sa.text(statement)).scalar_one()) in ("500ms", "0.5", "0.500000")
+    key_id = unique("_IK_timeout_")
+    with db.engine(autocommit=False).connect() as blocker, blocker.begin():
+        if backend == "postgres":
+            blocker.execute(
+                sa.text("INSERT INTO encryption_key VALUES (:id, to_timestamp(1705325400), '{}')"),
+                {"id": key_id},
+            )
+        else:
+            blocker.execute(
+                sa.text("INSERT INTO encryption_key VALUES (:id, '2024-01-15 13:30:00', '{}')"),
+                {"id": key_id},
+            )
+        started = time.monotonic()
+        with pytest.raises(MetastoreError, match="store failed"):
+            driver.store(key_id, 1705325400, record(1705325400))
+        assert time.monotonic() - started < 5
+    driver.close()
+
+
+def test_postgres_session_settings(pg_db: TempDatabase) -> None:
+    driver = open_metastore(pg_db.url, replica_read_consistency="session")
+    with driver.engine.connect() as conn:
+        assert (
+            conn.execute(sa.text("SHOW apg_write_forward.consistency_mode")).scalar_one()
+            == "session"
+        )
+        assert conn.execute(sa.text("SHOW TimeZone")).scalar_one() == "UTC"
+        assert conn.execute(sa.text("SHOW statement_timeout")).scalar_one() == "0"
+    driver.close()
+
+
+def test_mysql_replica_read_consistency_is_sent(mysql_db: TempDatabase) -> None:
+    # Only Aurora knows the variable: MariaDB's refusal proves the driver sends it.
+    driver = open_metastore(mysql_db.url, replica_read_consistency="eventual")
+    with pytest.raises(MetastoreError, match="aurora_replica_read_consistency"):
+        driver.load_latest("_IK_x")
+    driver.close()
+
+
+def test_postgres_time_zone_is_pinned_to_utc(pg_db: TempDatabase) -> None:
+    """A server whose default zone is not UTC (simulated with libpq ``options``): pinned, the
+    column holds UTC; with ``time_zone=None`` it holds local time, as the reference writes."""
+    url = pg_db.url + "?options=-c%20TimeZone%3DAmerica/New_York"
+    pinned = open_metastore(url, create_schema=True)
+    server_default = open_metastore(url, time_zone=None)
+    key_id = unique("_IK_tz_")
+    assert pinned.store(key_id, 1705325400, record(1705325400))
+    assert server_default.store(key_id, 1705325460, record(1705325460))
+    with pg_db.engine().connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT created FROM encryption_key WHERE id = :id ORDER BY created"),
+            {"id": key_id},
+        ).scalars()
+        assert list(rows) == [
+            dt.datetime(2024, 1, 15, 8, 31),  # NY wall time (UTC-5)
+            dt.datetime(2024, 1, 15, 13, 30),  # UTC wall time
+        ]
+    assert pinned.load(key_id, 1705325400) is not None
+    assert server_default.load(key_id, 1705325460) is not None
+    pinned.close()
+    server_default.close()
+
+
+def test_mysql_time_zone_is_pinned(mysql_db: TempDatabase) -> None:
+    pinned = open_metastore(mysql_db.url, create_schema=True)
+    shifted = open_metastore(mysql_db.url, time_zone="+05:00")
+    key_id = unique("_IK_tz_")
+    assert pinned.store(key_id, 1705325400, record(1705325400))
+    assert shifted.store(key_id + "s", 1705325400, record(1705325400))
+    with pinned.engine.connect() as conn:
+        stamps = conn.execute(
+            sa.text(
+                "SELECT UNIX_TIMESTAMP(created) FROM encryption_key "
+                "WHERE id IN (:a, :b) ORDER BY id"
+            ),
+            {"a": key_id, "b": key_id + "s"},
+        ).scalars()
+        # The same string means another instant in another zone: only a pinned zone agrees.
+        assert [int(s) for s in stamps] == [1705325400, 1705325400 - 5 * 3600]
+    pinned.close()
+    shifted.close()
+
+
+@pytest.mark.parametrize(
+    ("backend", "url_tail"),
+    [("postgres", "?sslmode=require"), ("mysql", "?tls=true"), ("mysql", "?tls=skip-verify")],
+)
+def test_required_tls_refuses_a_server_without_tls(
+    backend: str, url_tail: str, request: pytest.FixtureRequest
+) -> None:
+    # Neither CI server has TLS configured, so "required" must fail rather than fall back.
+    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    driver = open_metastore(db.url + url_tail)
+    with pytest.raises(MetastoreError) as info:
+        driver.load_latest("_IK_x")
+    assert "ssl" in str(info.value).lower() or "tls" in str(info.value).lower()
+    driver.close()
+    explicit = open_metastore(db.url, tls_mode="verify-full")
+    with pytest.raises(MetastoreError):
+        explicit.load_latest("_IK_x")
+    explicit.close()
+    # "disable" and "prefer" connect.
+    for mode in ("disable", "prefer"):
+        ok = open_metastore(db.url, tls_mode=mode, create_schema=True)
+        assert ok.load_latest(unique("_IK_none_")) is None
+        ok.close()
+
+
+def test_pool_idle_time_replaces_connections(pg_db: TempDatabase) -> None:
+    def backend_pid(driver: SqlMetastore) -> int:
+        with driver.engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+    idle_limited = open_metastore(pg_db.url, pool_max_idle_time=0.2)
+    unlimited = open_metastore(pg_db.url)
+    first, steady = backend_pid(idle_limited), backend_pid(unlimited)
+    assert backend_pid(idle_limited) == first  # reused while fresh
+    time.sleep(0.35)
+    assert backend_pid(idle_limited) != first
+    assert backend_pid(unlimited) == steady
+    idle_limited.close()
+    unlimited.close()
+
+
+def test_pool_max_open_bounds_connections(pg_db: TempDatabase) -> None:
+    driver = open_metastore(pg_db.url, pool_max_open=1, pool_max_idle=1, pool_timeout=0.3)
+    with driver.engine.connect():
+        started = time.monotonic()
+        with pytest.raises(MetastoreError, match="load_latest failed"):
+            driver.load_latest("_IK_x")
+        assert 0.25 < time.monotonic() - started < 3
+    driver.create_schema()
+    assert driver.load_latest(unique("_IK_free_")) is None  # the connection is back
+    driver.close()
+
+
+def test_pool_lifetime_and_zero_idle(pg_db: TempDatabase) -> None:
+    recycled = open_metastore(pg_db.url, pool_max_lifetime=3600)
+    assert recycled.engine.pool._recycle == 3600
+    no_idle = open_metastore(pg_db.url, pool_max_idle=0)
+    assert isinstance(no_idle.engine.pool, sa.pool.NullPool)
+    recycled.close()
+    no_idle.close()
+
+
+def test_loader_builds_the_driver_for_every_canonical_metastore_value(
+    url_for: Callable[[str], str], tmp_path: Path
+) -> None:
+    cases = {
+        "sqlite": (f"{tmp_path}/loader.db", "sqlite"),
+        "test-debug-sqlite": (f"sqlite://{tmp_path}/loader2.db", "sqlite"),
+        "rdbms": (url_for("postgres"), "postgres"),
+        "postgres": (url_for("postgres").removeprefix("postgres://"), "postgres"),
+        "mysql": (url_for("mysql"), "mysql"),
+        "sql": (url_for("mysql").replace("mysql://", "mysql+pymysql://"), "mysql"),
+    }
+    for value, (connection_string, backend) in cases.items():
+        cfg = Config.model_validate(
+            {
+                "ServiceName": "s",
+                "ProductID": "p",
+                "Metastore": value,
+                "ConnectionString": connection_string,
+            }
+        )
+        metastore = load_metastore(cfg)
+        assert isinstance(metastore, SqlMetastore)
+        assert metastore.backend == backend
+        metastore.close()
+
+
+def test_module_create_schema(url_for: Callable[[str], str], tmp_path: Path) -> None:
+    table = unique("init_")
+    create_schema(url_for("postgres"), table_name=table)
+    create_schema({"connection_string": url_for("postgres"), "table_name": table})  # idempotent
+    driver = open_metastore(url_for("postgres"), table_name=table)
+    assert driver.store("_IK_x", 1705325400, record(1705325400))
+    with driver.engine.connect() as conn:
+        conn.execute(sa.text(f"DROP TABLE {table}"))
+    driver.close()
+    # SQLAlchemy's URL: sqlite:/// + an absolute path.
+    create_schema(url=f"sqlite:///{tmp_path}/init.db")
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/init.db")
+    assert sa.inspect(engine).has_table("encryption_key")
+    engine.dispose()
