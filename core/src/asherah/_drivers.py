@@ -155,7 +155,7 @@ def _providers(group: str, name: str) -> list[str]:
 
 
 def _not_found_message(group: str, name: str, entry: str) -> str:
-    kind = "KMS" if group == KMS_GROUP else "metastore"
+    kind = {KMS_GROUP: "KMS", METASTORE_GROUP: "metastore"}.get(group, group)
     extra = INSTALL_EXTRAS.get(group, {}).get(entry)
     lowered = name.strip().lower()
     if entry == "sql" and lowered in _SQL_EXTRA_BY_ALIAS:
