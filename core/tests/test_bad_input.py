@@ -424,3 +424,16 @@ def test_fuzzed_records_raise_only_asherah_errors(world: World, data: st.DataObj
         assert source in ("record", "second")
         assert plaintext == {"record": PLAINTEXT, "second": b"another one"}[source]
     world.assert_nothing_written()
+
+
+def test_decrypt_on_an_empty_metastore_creates_nothing(world: World) -> None:
+    # The reference's recovery may write ("self-heal") on the decrypt path; we never do.
+    metastore = CountingMetastore(InMemoryMetastore())
+    kms = CountingKms(StaticKeyManagementService(bytes.fromhex(KEY_HEX)))
+    with SessionFactory(config(), metastore=metastore, kms=kms) as factory:
+        writes = metastore.writes  # the drift-guard row written at start-up
+        with pytest.raises(DecryptionError, match="intermediate key not found"):
+            factory.get_session("a").decrypt_bytes(world.record)
+        assert metastore.writes == writes
+        assert kms.calls["encrypt_key"] == 0
+        assert [k for k, _, _ in metastore.inner.rows() if not k.startswith("__")] == []
