@@ -38,9 +38,11 @@ class _Module:
                 return session
             session = factory.get_session(partition)
             self.sessions[partition] = session
+            # Evicted sessions are dropped, not closed: another thread may have fetched one
+            # a moment ago and be using it outside the lock. A session holds no keys of its
+            # own (the factory does), so there is nothing to release early.
             while len(self.sessions) > self.max_sessions:
-                _, evicted = self.sessions.popitem(last=False)
-                evicted.close()
+                self.sessions.popitem(last=False)
             return session
 
 
