@@ -7,6 +7,8 @@ import importlib.metadata
 import json
 import logging
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -97,7 +99,7 @@ def test_bad_setup_config_leaves_it_unconfigured() -> None:
     assert asherah.get_setup_status() is True
 
 
-def test_session_cache_is_bounded_and_evicted_sessions_are_closed() -> None:
+def test_session_cache_is_bounded_lru() -> None:
     asherah.setup({**CONFIG, "SessionCacheMaxSize": 2})
     records = {p: asherah.encrypt_bytes(p, p.encode()) for p in ("a", "b", "c", "d", "e")}
     cached = list(_module_api._STATE.sessions.values())
@@ -293,3 +295,32 @@ def test_from_env_requires_kms(env: pytest.MonkeyPatch) -> None:
     env.setenv("STATIC_MASTER_KEY_HEX", KEY_HEX)
     with pytest.raises(ConfigError, match="nonsense"):
         SessionFactory.from_env()
+
+
+def test_threads_churning_a_small_session_cache() -> None:
+    asherah.setup({**CONFIG, "SessionCacheMaxSize": 2})
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def worker(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            for i in range(150):
+                partition = f"p{(index + i) % 7}"
+                record = asherah.encrypt_bytes(partition, b"%d" % i)
+                assert asherah.decrypt_bytes(partition, record) == b"%d" % i
+        except BaseException as exc:  # reported on the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so eviction races with use
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]
+    assert len(_module_api._STATE.sessions) <= 2
