@@ -1,0 +1,209 @@
+"""Run ``moto_server`` (PyPI ``moto``) on loopback for tests: AWS KMS, Secrets Manager, DynamoDB.
+
+moto_server is a real HTTP server speaking the AWS wire protocols; boto3 talks to it over TCP as
+it would to AWS. One server serves every region (the region comes from each request's SigV4
+scope, and state is kept per account and region); the account id is always ``123456789012``.
+State lives in memory: :meth:`MotoServer.reset` wipes it without a restart, ``stop()`` loses it.
+
+It runs as ``python -m moto.server`` with this interpreter (or ``executable``), so it needs
+``pip install "moto[server]"`` or the lean set ``pip install "moto[dynamodb]" flask flask-cors``
+(enough for KMS, Secrets Manager and DynamoDB) in the same environment. Every server gets a
+fresh free port and is stopped by its own PID; ``stop()`` then ``start()`` reuses the port,
+which is what fault tests need ("the service went away, then came back").
+
+    with MotoServer() as moto:
+        kms = moto.client("kms", "us-west-2")
+        arn = kms.create_key()["KeyMetadata"]["Arn"]
+        os.environ.update(moto.env())   # AWS_ENDPOINT_URL, fake credentials, no IMDS
+
+:func:`closed_port` gives an address where nothing listens, to stand in for a region or
+service that is down.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+INSTALL_HINT = 'pip install "moto[dynamodb]" flask flask-cors  (or "moto[server]")'
+
+#: Credentials moto accepts (any strings sign a request); tests use these unless told otherwise.
+ACCESS_KEY_ID = "testing"
+SECRET_ACCESS_KEY = "testing"
+ACCOUNT_ID = "123456789012"
+
+
+class MotoServerError(RuntimeError):
+    """moto_server is not installed, or did not start."""
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (bind port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def closed_port() -> str:
+    """An ``http://127.0.0.1:PORT`` endpoint that refuses connections (a service that is down)."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+class MotoServer:
+    """One moto_server process on a port of its own; ``start``/``stop`` may repeat."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        executable: str | None = None,
+    ) -> None:
+        self.python = executable or sys.executable
+        self.host = host
+        self.port = port or free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_dir = Path(tempfile.mkdtemp(prefix="moto-"))
+        self.log_path = self._log_dir / "moto.log"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> MotoServer:
+        """Start the server and wait until ``/moto-api/`` answers 200; raise with the log tail
+        if it exits or stays silent."""
+        if self.running:
+            return self
+        cmd = [self.python, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self._log_dir,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._proc = None
+                raise MotoServerError(
+                    f"moto_server exited with code {code} on port {self.port} "
+                    f"(is moto installed? {INSTALL_HINT}):\n{self._tail()}"
+                )
+            if self.ready():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise MotoServerError(
+            f"moto_server did not answer on port {self.port} within {timeout:.0f} s:\n"
+            f"{self._tail()}"
+        )
+
+    def ready(self) -> bool:
+        """Whether the server answers its management API right now."""
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def reset(self) -> None:
+        """Wipe every key, secret and table in every region (``POST /moto-api/reset``)."""
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            if response.status != 200:
+                raise MotoServerError(f"moto reset answered HTTP {response.status}")
+
+    def stop(self) -> None:
+        """Terminate this server by its PID (then kill it if it lingers). Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.kill(proc.pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT_S)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections open but nothing answers, like a hung host."""
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._log_dir, ignore_errors=True)
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point every AWS SDK (boto3 and the Rust SDK) here."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def client(self, service: str, region: str) -> Any:
+        """A boto3 client for ``service`` in ``region`` on this server, with explicit fake
+        credentials (so it works whatever the environment says)."""
+        import boto3  # imported here: only the callers that want a client need boto3
+
+        return boto3.client(
+            service,
+            region_name=region,
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY_ID,
+            aws_secret_access_key=SECRET_ACCESS_KEY,
+        )
+
+    def __enter__(self) -> MotoServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MotoServer(endpoint={self.endpoint!r}, pid={self.pid})"
+
+    def _tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
