@@ -71,6 +71,73 @@ def test_every_config_spelling_builds_the_same_factory(make_config: Any) -> None
         assert session.decrypt_bytes(session.encrypt_bytes(b"own")) == b"own"
 
 
+#: Every key of the reference's ConfigOptions (PyPI asherah 0.5.56), with a value of its type.
+CANONICAL_KEYS: dict[str, Any] = {
+    "ServiceName": "svc",
+    "ProductID": "prod",
+    "ExpireAfter": 60,
+    "CheckInterval": 60,
+    "Metastore": "memory",
+    "ConnectionString": "sqlite:///tmp/x.db",
+    "ReplicaReadConsistency": "eventual",
+    "DynamoDBEndpoint": "http://127.0.0.1:8000",
+    "DynamoDBRegion": "us-west-2",
+    "DynamoDBSigningRegion": "us-west-2",
+    "DynamoDBTableName": "EncryptionKey",
+    "SessionCacheMaxSize": 10,
+    "SessionCacheDuration": 60,
+    "KMS": "static",
+    "KmsKeyId": "arn:aws:kms:us-west-2:111122223333:key/x",
+    "RegionMap": {"us-west-2": "arn:aws:kms:us-west-2:111122223333:key/x"},
+    "PreferredRegion": "us-west-2",
+    "AwsProfileName": "default",
+    "EnableRegionSuffix": False,
+    "RecoveryRegionSuffixes": ["us-east-1"],
+    "SelfHealRecoveredKeys": False,
+    "ConfigDriftForceRun": False,
+    "ConfigDriftForceUpdate": False,
+    "EnableSessionCaching": True,
+    "Verbose": False,
+    "SQLMetastoreDBType": "mysql",
+    "DisableZeroCopy": False,
+    "NullDataCheck": False,
+    "EnableCanaries": False,
+    "PoolMaxOpen": 0,
+    "PoolMaxIdle": 2,
+    "PoolMaxLifetime": 0,
+    "PoolMaxIdleTime": 0,
+    "StaticMasterKeyHex": KEY_HEX,
+    "SecretsManagerSecretId": "secret",
+    "VaultAddr": "http://127.0.0.1:8200",
+    "VaultToken": "s3cr3t-vault-token",
+    "VaultAuthMethod": "approle",
+    "VaultAuthRole": "role",
+    "VaultAuthMount": "approle",
+    "VaultApproleRoleId": "role-id",
+    "VaultApproleSecretId": "s3cr3t-approle",
+    "VaultClientCert": "/tmp/cert.pem",
+    "VaultClientKey": "/tmp/key.pem",
+    "VaultK8sTokenPath": "/tmp/token",
+    "VaultTransitKey": "key",
+    "VaultTransitMount": "transit",
+}
+
+
+def test_every_canonical_key_is_accepted() -> None:
+    config = Config.model_validate(CANONICAL_KEYS)
+    assert config.service_name == "svc"
+    assert config.region_map == CANONICAL_KEYS["RegionMap"]
+    assert config.vault_token is not None
+    assert config.vault_token.get_secret_value() == "s3cr3t-vault-token"
+    assert "s3cr3t" not in repr(config)
+    assert KEY_HEX not in repr(config)
+    aliases = {"ForceRunWithConfigDrift": True, "ForceUpdateConfigDriftGuard": True}
+    base = {k: v for k, v in CANONICAL_KEYS.items() if not k.startswith("ConfigDrift")}
+    aliased = Config.model_validate({**base, **aliases})
+    assert aliased.config_drift_force_run is True
+    assert aliased.config_drift_force_update is True
+
+
 @pytest.mark.parametrize("unknown", ["ServiceNam", "expire_afte", "KmsKeyID", "Region"])
 def test_unknown_config_key_is_a_config_error_naming_it(unknown: str) -> None:
     config = {**pascal(), unknown: "x"}
