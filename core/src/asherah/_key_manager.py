@@ -109,7 +109,11 @@ class KeyManager:
             material = new_key_material()
             try:
                 parent = KeyMeta(ids.system_key_id, system_key.created)
-                new_record = EnvelopeKeyRecord(created, system_key.seal(material), parent)
+                try:
+                    wrapped = system_key.seal(material)
+                except AeadError:  # only a wiped key: closed under this call
+                    raise AsherahError("session factory is closed") from None
+                new_record = EnvelopeKeyRecord(created, wrapped, parent)
                 if self.metastore.store(ik_id, created, new_record):
                     event = "created" if replacing is None else "rotated"
                     self.hooks.key_event(event, "intermediate", ik_id, created, ids.partition)
@@ -237,6 +241,8 @@ class KeyManager:
         try:
             material = system_key.open_key(record.encrypted_key)
         except AeadError:
+            if self.closed:  # the system key was wiped by a concurrent close
+                raise AsherahError("session factory is closed") from None
             raise error(
                 f"intermediate key id={ik_id} created={record.created} "
                 f"does not open under its system key {parent.key_id}"

@@ -90,6 +90,9 @@ class Session:
         try:
             sealed_data = aead.seal(drk, data)
             sealed_key = intermediate.seal(drk)
+        except aead.AeadError:
+            # Only a wiped key fails here: the factory was closed under this call.
+            raise AsherahError("session factory is closed") from None
         finally:
             wipe(drk)
         record = (
@@ -145,6 +148,8 @@ class Session:
         try:
             drk = intermediate.open_key(key.encrypted_key)
         except aead.AeadError:
+            if self._keys.closed:  # the key was wiped by a concurrent close, not tampered with
+                raise AsherahError("session factory is closed") from None
             raise DecryptionError(
                 "data row key does not authenticate under its intermediate key"
             ) from None
