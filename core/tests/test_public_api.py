@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import threading
 from typing import Any
 
@@ -327,3 +328,34 @@ def test_errors_are_runtime_errors_like_the_reference() -> None:
 def test_public_names() -> None:
     for name in ("SessionFactory", "Session", "Config", "setup", "encrypt_bytes", "version"):
         assert name in asherah.__all__
+
+
+def test_closing_under_concurrent_use_raises_only_closed_errors() -> None:
+    failures: list[BaseException] = []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch often so close lands inside encrypt and decrypt
+    try:
+        for _ in range(8):
+            factory = SessionFactory(pascal())
+            session = factory.get_session("p")
+            session.encrypt_bytes(b"warm")
+
+            def work(session: Any = session) -> None:
+                while True:
+                    try:
+                        session.decrypt_bytes(session.encrypt_bytes(b"y"))
+                    except Exception as exc:  # collected and checked below
+                        failures.append(exc)
+                        return
+
+            threads = [threading.Thread(target=work) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            factory.close()
+            for thread in threads:
+                thread.join(timeout=30)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(failures) == 24
+    # Not an AeadError from a wiped key, not a "does not authenticate" DecryptionError.
+    assert {(type(e), str(e)) for e in failures} == {(AsherahError, "session factory is closed")}
