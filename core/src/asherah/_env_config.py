@@ -45,6 +45,13 @@ def parse_bool(value: str) -> bool | None:
     return None
 
 
+def _is_int(raw: str) -> bool:
+    """An ASCII decimal integer; anything else is ignored, as the reference ignores it
+    (``str.isdigit`` alone also accepts digits such as "²" that ``int`` refuses)."""
+    digits = raw[1:] if raw.startswith("-") else raw
+    return digits.isascii() and digits.isdigit()
+
+
 def config_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A config dict (snake_case keys) built from the reference's environment variables."""
     env = os.environ if env is None else env
@@ -65,10 +72,10 @@ def config_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             out[field] = env[var]
     for var, field in _INT_VARS.items():
         raw = env.get(var, "").strip()
-        if raw.lstrip("-").isdigit():
+        if _is_int(raw):
             out[field] = int(raw)
     pool_open = env.get("ASHERAH_POOL_MAX_OPEN") or env.get("ASHERAH_POOL_SIZE") or ""
-    if pool_open.strip().isdigit():
+    if pool_open.strip().isascii() and pool_open.strip().isdigit():
         out["pool_max_open"] = int(pool_open)
     if env.get("REGION_MAP"):
         try:
