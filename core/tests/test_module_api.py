@@ -324,3 +324,14 @@ def test_threads_churning_a_small_session_cache() -> None:
         sys.setswitchinterval(interval)
     assert not errors, errors[:3]
     assert len(_module_api._STATE.sessions) <= 2
+
+
+@pytest.mark.parametrize("value", ["²", "--5", "1_000", "12abc", " ", "٣"])
+def test_from_env_ignores_unparseable_numbers(env: pytest.MonkeyPatch, value: str) -> None:
+    env.setenv("KMS", "static")
+    env.setenv("STATIC_MASTER_KEY_HEX", KEY_HEX)
+    env.setenv("EXPIRE_AFTER_SECS", value)
+    env.setenv("ASHERAH_POOL_MAX_OPEN", value)
+    with SessionFactory.from_env() as factory:
+        assert factory.policy.expire_after_s == 90 * 24 * 3600
+        assert factory.config.pool_max_open is None
