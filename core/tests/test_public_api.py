@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import sys
 import threading
 from typing import Any
@@ -359,3 +360,23 @@ def test_closing_under_concurrent_use_raises_only_closed_errors() -> None:
     assert len(failures) == 24
     # Not an AeadError from a wiped key, not a "does not authenticate" DecryptionError.
     assert {(type(e), str(e)) for e in failures} == {(AsherahError, "session factory is closed")}
+
+
+def test_static_kms_warns_once_and_reads_the_environment(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from asherah.kms import _static
+
+    monkeypatch.setattr(_static, "_warned", threading.Event())
+    monkeypatch.setenv("STATIC_MASTER_KEY_HEX", KEY_HEX)
+    without_key = {k: v for k, v in pascal().items() if k != "StaticMasterKeyHex"}
+    metastore = InMemoryMetastore()
+    with caplog.at_level(logging.WARNING, logger="asherah"):
+        with SessionFactory(without_key, metastore=metastore) as from_env:
+            record = from_env.get_session("p").encrypt_bytes(b"x")
+        with SessionFactory(pascal(), metastore=metastore) as from_config:
+            # The same master key either way: the second factory opens the first one's SK.
+            assert from_config.get_session("p").decrypt_bytes(record) == b"x"
+    warnings = [r for r in caplog.records if "static master key" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "testing only" in warnings[0].getMessage()
