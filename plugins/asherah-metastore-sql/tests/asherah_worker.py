@@ -2,9 +2,11 @@
 
 Started as a subprocess: with ``PYTHONPATH=.reference`` it is the reference (PyPI asherah
 0.5.56), without it ours, so both sides of an interop test run the very same script. Reads a
-JSON job on stdin, writes a JSON list of results on stdout:
+JSON job (one line) on stdin, writes a JSON list of results on stdout. With ``"barrier"`` it
+builds the factory, prints ``ready`` and waits for a ``go`` line before the first call, so
+several workers can race on one new partition at the same moment:
 
-    {"config": {...PascalCase...}, "start_at": <epoch s, optional>,
+    {"config": {...PascalCase...}, "barrier": <bool, optional>,
      "ops": [{"op": "encrypt", "partition": "p", "data": "<b64>"},
              {"op": "decrypt", "partition": "p", "drr": "<json>"}]}
     -> [{"ok": true, "value": "<drr>" | "<b64 plaintext>"} | {"ok": false, "error": "..."}]
@@ -15,22 +17,21 @@ from __future__ import annotations
 import base64
 import json
 import sys
-import time
 
 import asherah
 
 
 def main() -> None:
-    job = json.load(sys.stdin)
-    start_at = job.get("start_at")
-    if start_at is not None:
-        time.sleep(max(0.0, start_at - time.time()))
+    job = json.loads(sys.stdin.readline())
     out: list[dict[str, object]] = []
     try:
         factory = asherah.SessionFactory(job["config"])
     except Exception as exc:  # a refused start-up (drift guard, bad config) is a result too
         json.dump({"module": asherah.__file__, "factory_error": f"{exc}"}, sys.stdout)
         return
+    if job.get("barrier"):
+        print("ready", flush=True)
+        sys.stdin.readline()
     try:
         for op in job["ops"]:
             session = factory.get_session(op["partition"])

@@ -92,20 +92,33 @@ def start_worker(implementation: str, job: dict[str, Any]) -> subprocess.Popen[s
         cwd=str(ROOT),
     )
     assert proc.stdin is not None
-    proc.stdin.write(json.dumps(job))
-    proc.stdin.close()
+    proc.stdin.write(json.dumps(job) + "\n")
+    proc.stdin.flush()  # the worker reads one line; communicate() closes stdin
     return proc
+
+
+def wait_ready(proc: subprocess.Popen[str]) -> None:
+    """Block until a barrier worker has built its factory (it prints ``ready``)."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        rest, err = proc.communicate(timeout=60)
+        raise AssertionError(f"worker did not get ready: {line}{rest[-1000:]} {err[-2000:]}")
+
+
+def release(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
 
 
 def finish_worker(proc: subprocess.Popen[str], timeout: float = 120) -> dict[str, Any]:
     try:
-        out = proc.stdout.read() if proc.stdout else ""
-        err = proc.stderr.read() if proc.stderr else ""
-        proc.wait(timeout=timeout)
+        out, err = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()
     assert proc.returncode == 0, f"worker exited {proc.returncode}: {err[-2000:]}"
     result: dict[str, Any] = json.loads(out)
     return result
