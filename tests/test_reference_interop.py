@@ -315,3 +315,50 @@ def test_metrics_hook_event_kinds_match_the_reference(tmp_path: Path) -> None:
     assert event_kinds(ours) == event_kinds(theirs)
     timings = [e["type"] for e in theirs if "duration_ns" in e]
     assert [e["type"] for e in ours if "duration_ns" in e] == timings
+
+
+def test_rotation_parity_across_implementations(tmp_path: Path) -> None:
+    """The reference writes under one key; we find it expired (our clock two hours on) and
+    rotate; the reference then decrypts our record and encrypts under our new key."""
+    db = tmp_path / "rotation.db"
+    config = {**sqlite_config(db), "ExpireAfter": 3600, "CheckInterval": 60}
+    pre = run_reference(
+        {
+            "config": config,
+            "encrypt": [{"partition": "p1", "data": base64.b64encode(b"pre").decode()}],
+        },
+        tmp_path,
+    )
+    assert "error" not in pre, pre["error"]
+    pre_ik = json.loads(pre["records"][0])["Key"]["ParentKeyMeta"]["Created"]
+
+    metastore = SqliteIdentityMetastore(db)
+    load_sqlite(db, metastore)
+    later = time.time() + 2 * 3600
+    ours_config = {**our_config(), "ExpireAfter": 3600, "CheckInterval": 60}
+    with SessionFactory(ours_config, metastore=metastore, clock=lambda: later) as factory:
+        session = factory.get_session("p1")
+        assert session.decrypt_bytes(pre["records"][0]) == b"pre"
+        post = session.encrypt_bytes(b"post")
+    post_ik = json.loads(post)["Key"]["ParentKeyMeta"]["Created"]
+    assert post_ik > pre_ik + 3600
+    with sqlite3.connect(db) as conn:  # add our new SK and IK rows to the shared table
+        conn.executemany(
+            "INSERT OR IGNORE INTO encryption_key (id, created, key_record) VALUES (?, ?, ?)",
+            [(k, sqlite_text(c), r.to_json()) for k, c, r in metastore.rows()],
+        )
+    conn.close()
+
+    out = run_reference(
+        {
+            "config": config,
+            "decrypt": [{"partition": "p1", "record": post}],
+            "encrypt": [{"partition": "p1", "data": base64.b64encode(b"post2").decode()}],
+        },
+        tmp_path,
+    )
+    assert "error" not in out, out["error"]
+    assert base64.b64decode(out["plaintexts"][0]) == b"post"
+    assert json.loads(out["records"][0])["Key"]["ParentKeyMeta"]["Created"] == post_ik
+    with SessionFactory(ours_config, metastore=metastore, clock=lambda: later) as factory:
+        assert factory.get_session("p1").decrypt_bytes(out["records"][0]) == b"post2"
