@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from asherah import EnvelopeKeyRecord, InMemoryMetastore, SessionFactory
-from asherah.testing import CountingKms, CountingMetastore
+from asherah.testing import CountingMetastore
 
 KEY_HEX = "22" * 32
 
@@ -70,12 +70,6 @@ def key_rows() -> Callable[[InMemoryMetastore, str], list[EnvelopeKeyRecord]]:
 
 
 @pytest.fixture
-def base_config() -> Callable[..., dict[str, Any]]:
-    """``base_config(**overrides)``: a PascalCase memory/static config for service svc/prod."""
-    return _base_config
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
@@ -95,22 +89,22 @@ FactoryBuilder = Callable[..., SessionFactory]
 
 @pytest.fixture
 def make_factory(counting: CountingMetastore, clock: FakeClock) -> Iterator[FactoryBuilder]:
-    """``make_factory(**config_overrides, metastore=..., kms=..., clock=...)``; defaults are the
-    test's counting metastore and fake clock. Every factory is closed at teardown."""
+    """``make_factory(metastore=..., kms=..., **config_overrides)``; the metastore defaults to
+    the test's counting one, and every factory runs on the test's fake clock and is closed at
+    teardown."""
     built: list[SessionFactory] = []
 
     def build(
         *,
         metastore: Any = None,
         kms: Any = None,
-        clock_: Callable[[], float] | None = None,
         **overrides: Any,
     ) -> SessionFactory:
         factory = SessionFactory(
             _base_config(**overrides),
             metastore=counting if metastore is None else metastore,
             kms=kms,
-            clock=clock if clock_ is None else clock_,
+            clock=clock,
         )
         built.append(factory)
         return factory
@@ -118,10 +112,3 @@ def make_factory(counting: CountingMetastore, clock: FakeClock) -> Iterator[Fact
     yield build
     for factory in built:
         factory.close()
-
-
-@pytest.fixture
-def counting_kms() -> CountingKms:
-    from asherah.kms import StaticKeyManagementService
-
-    return CountingKms(StaticKeyManagementService(bytes.fromhex(KEY_HEX)))
