@@ -315,3 +315,31 @@ def test_guard_snapshot_bytes_survive_every_column(metastore: SqlMetastore) -> N
     loaded = metastore.load(key_id, 946684800)
     assert loaded is not None
     assert loaded.encrypted_key == snapshot
+
+
+@pytest.mark.parametrize(
+    ("backend", "column"),
+    [("postgres", "TIMESTAMPTZ"), ("mysql", "DATETIME"), ("mysql", "TIMESTAMP NULL")],
+)
+def test_other_created_column_types(
+    own_table: Callable[..., SqlMetastore], backend: str, column: str
+) -> None:
+    driver = own_table(backend)
+    with driver.engine.connect() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {driver.table_name} (id VARCHAR(255) NOT NULL, created {column}, "
+                "key_record TEXT NOT NULL, PRIMARY KEY (id, created))"
+            )
+        )
+    assert driver.store("_IK_c", 1705325400, record(1705325400))
+    assert driver.store("_IK_c", 1705325460, record(1705325460))
+    assert driver.store("_IK_c", 1705325400, record(1705325400)) is False
+    assert driver.load("_IK_c", 1705325400) == record(1705325400)
+    latest = driver.load_latest("_IK_c")
+    assert latest is not None
+    assert latest.created == 1705325460
+    assert [(r[0], r[1]) for r in driver.list_rows("_IK_")] == [
+        ("_IK_c", 1705325400),
+        ("_IK_c", 1705325460),
+    ]
