@@ -1,14 +1,19 @@
 """Authentication: AppRole re-login after revocation, renewal before expiry, fixed tokens,
-secret-id files, TLS certificate auth, and secrets kept out of reprs, errors and logs."""
+secret-id files, TLS certificate auth, Kubernetes auth, and secrets kept out of reprs, errors
+and logs."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -286,8 +291,6 @@ def test_secrets_never_in_repr_errors_or_logs(
     everything = "\n".join(texts)
     for secret in (token, approle.secret_id, key.hex(), key.hex().upper()):
         assert secret not in everything
-    import base64
-
     assert base64.b64encode(key).decode() not in everything
 
 
@@ -386,3 +389,132 @@ def test_tls_verification_is_on_by_default(tls_bao: OpenBao) -> None:
         assert len(trusting.decrypt_key(trusting.encrypt_key(os.urandom(32)))) == 32
     finally:
         trusting.close()
+
+
+# Kubernetes auth: OpenBao asks a Kubernetes TokenReview API about the service-account JWT; a
+# loopback stand-in for that API answers for one service account.
+
+
+class TokenReviewApi:
+    """``POST /apis/authentication.k8s.io/v1/tokenreviews`` that authenticates every token as
+    service account ``apps/asherah`` and records the tokens it was asked about."""
+
+    UID = "5f0c7a52-asherah-test-uid"
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                api.tokens.append(body["spec"]["token"])
+                answer = {
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "kind": "TokenReview",
+                    "status": {
+                        "authenticated": True,
+                        "user": {
+                            "username": "system:serviceaccount:apps:asherah",
+                            "uid": api.UID,
+                            "groups": ["system:serviceaccounts"],
+                        },
+                    },
+                }
+                data = json.dumps(answer).encode()
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    @classmethod
+    def jwt(cls) -> str:
+        """An unsigned-looking service-account JWT with the claims Vault reads."""
+
+        def part(value: dict[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+        claims = {
+            "iss": "kubernetes/serviceaccount",
+            "sub": "system:serviceaccount:apps:asherah",
+            "kubernetes.io/serviceaccount/namespace": "apps",
+            "kubernetes.io/serviceaccount/service-account.name": "asherah",
+            "kubernetes.io/serviceaccount/service-account.uid": cls.UID,
+            "jti": uuid.uuid4().hex,
+        }
+        signature = base64.urlsafe_b64encode(os.urandom(64)).rstrip(b"=").decode()
+        return f"{part({'alg': 'RS256', 'kid': 'test'})}.{part(claims)}.{signature}"
+
+
+@pytest.fixture
+def token_review_api() -> Iterator[TokenReviewApi]:
+    api = TokenReviewApi()
+    yield api
+    api.close()
+
+
+def test_kubernetes_auth_reads_the_jwt_file_at_every_login(
+    bao: OpenBao,
+    transit_key: str,
+    unique: str,
+    token_review_api: TokenReviewApi,
+    tmp_path: Path,
+) -> None:
+    ca_cert, _ = _client_identity(tmp_path)  # any CA: the stand-in API is plain HTTP
+    mount = f"k8s-{unique}"
+    root = bao.root_client()
+    root.sys.create_or_update_policy(f"k8s-{unique}", transit_policy(transit_key))
+    root.sys.enable_auth_method("kubernetes", path=mount)
+    root.write(
+        f"auth/{mount}/config",
+        kubernetes_host=token_review_api.url,
+        kubernetes_ca_cert=ca_cert.read_text(),
+        token_reviewer_jwt="reviewer-jwt",
+        disable_local_ca_jwt=True,
+    )
+    root.write(
+        f"auth/{mount}/role/asherah",
+        bound_service_account_names="asherah",
+        bound_service_account_namespaces="apps",
+        token_policies=f"k8s-{unique}",
+        token_ttl=600,
+    )
+    jwt_file = tmp_path / "token"
+    first = TokenReviewApi.jwt()
+    jwt_file.write_text(first)
+    kms = VaultTransitKms.from_config(
+        {
+            "addr": bao.addr,
+            "transit_key": transit_key,
+            "auth_method": "k8s",
+            "auth_mount": mount,
+            "auth_role": "asherah",
+            "kubernetes_jwt_file": str(jwt_file),
+        }
+    )
+    try:
+        secret = os.urandom(32)
+        blob = kms.encrypt_key(secret)
+        assert token_review_api.tokens == [first]
+        # The kubelet rotates the projected token; the next login sends the new one.
+        second = TokenReviewApi.jwt()
+        jwt_file.write_text(second)
+        bao.revoke_logins(mount)
+        assert kms.decrypt_key(blob) == secret
+        assert token_review_api.tokens == [first, second]
+    finally:
+        kms.close()
