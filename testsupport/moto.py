@@ -97,15 +97,18 @@ class MotoServer:
         if self.running:
             return self
         cmd = [self.python, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self._log_dir,
-                start_new_session=True,
-            )
+        try:
+            with self.log_path.open("ab") as log:
+                self._proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self._log_dir,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise MotoServerError(f"cannot run {self.python}: {exc}") from exc
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

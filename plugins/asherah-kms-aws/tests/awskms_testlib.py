@@ -1,0 +1,88 @@
+"""Constants and helpers shared by this plugin's test modules (imported, not a conftest)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+#: Two regions, one independent key each (moto's multi-region replicas do not decrypt across
+#: regions, and neither does the canonical envelope need them).
+PREFERRED = "us-west-2"
+OTHER = "us-east-1"
+REGIONS = (PREFERRED, OTHER)
+ALIAS = "alias/asherah-test"
+#: Distinctive fake credentials: tests assert they never appear in errors or reprs.
+ACCESS_KEY_ID = "AKIAASHERAHKMSTEST01"
+SECRET_ACCESS_KEY = "asherah-kms-test-secret-0123456789SECRET"
+MASTER_KEY_HEX = "22" * 32
+
+
+@dataclass(frozen=True)
+class Key:
+    region: str
+    arn: str
+    key_id: str
+
+    @property
+    def alias_arn(self) -> str:
+        return self.arn.split(":key/")[0] + ":" + ALIAS
+
+
+def raw_client(endpoint: str, service: str, region: str) -> Any:
+    """A plain boto3 client with explicit credentials, for setting up and checking behind the
+    driver's back."""
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
+    )
+
+
+def create_key(endpoint: str, region: str, alias: str | None = None) -> Key:
+    kms = raw_client(endpoint, "kms", region)
+    meta = kms.create_key(Description=f"asherah test {region}")["KeyMetadata"]
+    if alias:
+        kms.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
+    return Key(region, meta["Arn"], meta["KeyId"])
+
+
+class CallLog:
+    """Records which region served each KMS operation, through botocore's own event hooks on
+    clients the driver uses (the calls still go to the real server)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+        self._lock = threading.Lock()
+
+    def attach(self, client: Any) -> Any:
+        region = client.meta.region_name
+
+        def record(model: Any, **_: Any) -> None:
+            with self._lock:
+                self.calls.append((model.name, region, threading.current_thread().name))
+
+        client.meta.events.register("before-call.kms", record)
+        return client
+
+    def regions(self, operation: str) -> list[str]:
+        return [region for op, region, _ in self.calls if op == operation]
+
+    def threads(self, operation: str) -> list[str]:
+        return [thread for op, _, thread in self.calls if op == operation]
+
+
+@contextmanager
+def silent_endpoint() -> Iterator[str]:
+    """An endpoint that accepts TCP connections and never answers (a hung service)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"

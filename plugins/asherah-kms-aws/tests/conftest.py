@@ -1,0 +1,81 @@
+"""Fixtures: one moto_server for the whole run, one KMS key (with an alias) per region in it.
+
+Tests share the server and its keys; each test that needs other state (more keys, secrets)
+creates its own under fresh names, so no test depends on another's leftovers.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# This directory, for ``awskms_testlib`` (the repo root, for ``testsupport``, comes from the
+# root pytest config).
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from awskms_testlib import (  # noqa: E402
+    ACCESS_KEY_ID,
+    ALIAS,
+    PREFERRED,
+    REGIONS,
+    SECRET_ACCESS_KEY,
+    Key,
+    create_key,
+)
+
+from asherah_kms_aws import AwsKeyManagementService  # noqa: E402
+from testsupport.moto import MotoServer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and no ambient AWS settings, so every test says what it uses."""
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_KMS",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        "AWS_SESSION_TOKEN",
+        "ASHERAH_CONFIG_DRIFT_FORCE_RUN",
+        "ASHERAH_CONFIG_DRIFT_FORCE_UPDATE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/asherah-test-aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/asherah-test-aws-credentials")
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def keys(moto: MotoServer) -> dict[str, Key]:
+    """One key per region, each with the alias ``alias/asherah-test``."""
+    return {region: create_key(moto.endpoint, region, ALIAS) for region in REGIONS}
+
+
+@pytest.fixture(scope="session")
+def region_map(keys: dict[str, Key]) -> dict[str, str]:
+    return {region: key.arn for region, key in keys.items()}
+
+
+@pytest.fixture
+def kms(moto: MotoServer, region_map: dict[str, str]) -> Iterator[AwsKeyManagementService]:
+    driver = AwsKeyManagementService.build(
+        region_map=region_map, preferred_region=PREFERRED, endpoint=moto.endpoint
+    )
+    yield driver
+    driver.close()
