@@ -296,25 +296,47 @@ def keys_revoke(
 @click.option("--yes", is_flag=True, help="Write the rewrapped rows (without it, a dry run).")
 @click.pass_context
 def keys_rewrap(ctx: click.Context, yes: bool) -> None:
-    """Re-wrap every system key under the KMS's latest master key version (Vault Transit)."""
+    """Re-wrap this service/product's system keys under the KMS's newest master key version
+    (Vault Transit). Every row is rewrapped before the first one is written."""
     config = _config(ctx)
+    sk_id = system_key_id(config.service_name, config.product_id)
     metastore = _metastore(config)
     with _one_line_errors():
         kms = load_kms(config)
         rewrap = getattr(kms, "rewrap_key", None)
         if rewrap is None:
             raise AsherahError(f"the {config.kms} KMS cannot rewrap keys")
-        count = 0
-        for key_id, created, record in list(metastore.list_rows(f"_SK_{config.service_name}_")):
-            count += 1
-            if yes:
-                new = EnvelopeKeyRecord(
-                    record.created, rewrap(record.encrypted_key), None, record.revoked
+        rows = [
+            (key_id, created, record)
+            for key_id, created, record in metastore.list_rows(sk_id)
+            if key_id == sk_id or _is_region_suffixed(key_id, sk_id)
+        ]
+        rewrapped = (
+            [
+                (
+                    key_id,
+                    created,
+                    EnvelopeKeyRecord(created, rewrap(record.encrypted_key), None, record.revoked),
                 )
-                metastore.upsert(key_id, created, new)
+                for key_id, created, record in rows
+            ]
+            if yes
+            else []
+        )
+        for key_id, created, record in rewrapped:
+            metastore.upsert(key_id, created, record)
         kms.close()
         metastore.close()
-    click.echo(f"{'rewrapped' if yes else 'dry run: would rewrap'} {count} system key(s)")
+    click.echo(f"{'rewrapped' if yes else 'dry run: would rewrap'} {len(rows)} system key(s)")
+
+
+def _is_region_suffixed(key_id: str, base: str) -> bool:
+    tail = key_id[len(base) + 1 :]
+    return (
+        key_id.startswith(base + "_")
+        and bool(tail)
+        and all(c.isdigit() or c == "-" or ("a" <= c <= "z") for c in tail)
+    )
 
 
 @cli.group("metastore")
