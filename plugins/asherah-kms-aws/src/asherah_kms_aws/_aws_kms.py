@@ -60,7 +60,8 @@ class AwsKeyManagementService(KeyManagementService):
     :meth:`build` (``AwsKeyManagementService.build(region_map={...}, preferred_region=...)``),
     or around your own clients: ``AwsKeyManagementService([RegionalKey(region, arn, client),
     ...], preferred_region=...)``. Clients and the worker threads for the parallel ``Encrypt``
-    calls are created once; :meth:`close` releases them.
+    calls are created once; :meth:`close` stops the threads, and closes the clients only when
+    the driver made them (``owns_clients``): clients you pass in stay yours.
 
     ``single_key`` / ``configured_region`` only shape :meth:`drift_identity`: the reference
     records a ``KmsKeyId`` configuration differently from a ``RegionMap`` one.
