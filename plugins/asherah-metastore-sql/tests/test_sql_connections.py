@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -111,68 +112,118 @@ def test_password_is_scrubbed_even_if_a_driver_echoes_it() -> None:
     assert "login failed for *** more" in str(error)
 
 
+class _BlockedStore:
+    """A driver ``store`` blocked behind another transaction's uncommitted row for the same
+    key, and the means to kill the server session it waits in."""
+
+    def __init__(self, db: TempDatabase, driver: SqlMetastore) -> None:
+        self.backend = db.kind
+        self.key_id = unique("_IK_kill_")
+        self.blocker = db.engine(autocommit=False).connect()
+        self.admin = db.engine().connect()
+        self.transaction = self.blocker.begin()
+        if self.backend == "postgres":
+            insert = "INSERT INTO encryption_key VALUES (:id, to_timestamp(1705325400), '{}')"
+        else:
+            insert = "INSERT INTO encryption_key VALUES (:id, '2024-01-15 13:30:00', '{}')"
+        self.blocker.execute(sa.text(insert), {"id": self.key_id})
+        self.outcome: list[object] = []
+        self.thread = threading.Thread(target=self._store, args=(driver,))
+        self.thread.start()
+        self.killed: set[int] = set()
+
+    def _store(self, driver: SqlMetastore) -> None:
+        try:
+            self.outcome.append(driver.store(self.key_id, 1705325400, record(1705325400, 9)))
+        except BaseException as exc:  # asserted by the test
+            self.outcome.append(exc)
+
+    def kill_waiting_session(self) -> None:
+        victim = self._waiting_session()
+        if self.backend == "postgres":
+            self.admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
+        else:
+            self.admin.execute(sa.text(f"KILL CONNECTION {victim}"))
+        self.killed.add(victim)
+
+    def wait_until_waiting_again(self) -> None:
+        self._waiting_session()
+
+    def _waiting_session(self) -> int:
+        query = (
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q"
+            if self.backend == "postgres"
+            else "SELECT id FROM information_schema.processlist WHERE info LIKE :q"
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for (pid,) in self.admin.execute(sa.text(query), {"q": "INSERT INTO%encryption_key%"}):
+                if int(pid) not in self.killed:
+                    return int(pid)
+            time.sleep(0.05)
+        raise AssertionError(f"no store for {self.key_id} is waiting on the lock")
+
+    def finish(self, *, commit_blocker: bool = False) -> object:
+        if commit_blocker:
+            self.transaction.commit()
+        else:
+            self.transaction.rollback()
+        self.thread.join(timeout=30)
+        rows = self.admin.execute(
+            sa.text("SELECT key_record FROM encryption_key WHERE id = :id"),
+            {"id": self.key_id},
+        ).all()
+        self.blocker.close()
+        self.admin.close()
+        assert len(self.outcome) == 1
+        # Parsed: a JSONB column comes back as a dict, TEXT as a string.
+        self.rows = [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
+        return self.outcome[0]
+
+
 @pytest.mark.parametrize("backend", ["postgres", "mysql"])
-def test_killed_connection_mid_store_leaves_no_row(
-    backend: str, request: pytest.FixtureRequest
-) -> None:
-    """A store blocked behind another writer's lock is killed: MetastoreError, no row, and
-    the driver works again on the next call."""
+def test_a_killed_connection_is_retried_once(backend: str, request: pytest.FixtureRequest) -> None:
+    """The server drops the connection of a store in flight (here: waiting on a lock): the
+    driver retries once on a fresh connection, which completes the insert in full."""
     db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
     driver = open_metastore(db.url, create_schema=True)
-    key_id = unique("_IK_kill_")
-    blocker = db.engine(autocommit=False).connect()
-    admin = db.engine().connect()
-    blocker_tx = blocker.begin()
-    insert = (
-        "INSERT INTO encryption_key (id, created, key_record) VALUES (:id, to_timestamp(:c), '{}')"
-        if backend == "postgres"
-        else "INSERT INTO encryption_key (id, created, key_record) VALUES (:id, :c, '{}')"
-    )
-    created = 1705325400.0 if backend == "postgres" else "2024-01-15 13:30:00"
-    blocker.execute(sa.text(insert), {"id": key_id, "c": created})
-    errors: list[BaseException] = []
-
-    def store() -> None:
-        try:
-            driver.store(key_id, 1705325400, record(1705325400))
-        except BaseException as exc:  # asserted below
-            errors.append(exc)
-
-    thread = threading.Thread(target=store)
-    thread.start()
-    victim = _wait_for_waiting_session(admin, backend, key_id)
-    if backend == "postgres":
-        admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
-    else:
-        admin.execute(sa.text(f"KILL CONNECTION {int(victim)}"))
-    thread.join(timeout=30)
-    blocker_tx.rollback()
-    assert len(errors) == 1
-    assert isinstance(errors[0], MetastoreError)
-    assert "store failed" in str(errors[0])
-    assert driver.load(key_id, 1705325400) is None  # pool recovered, and no row at all
-    count = admin.execute(
-        sa.text("SELECT COUNT(*) FROM encryption_key WHERE id = :id"), {"id": key_id}
-    ).scalar_one()
-    assert count == 0
-    blocker.close()
-    admin.close()
+    blocked = _BlockedStore(db, driver)
+    blocked.kill_waiting_session()
+    blocked.wait_until_waiting_again()  # the retry, on another server session
+    assert blocked.finish() is True
+    assert len(blocked.rows) == 1
+    assert blocked.rows[0] == json.loads(record(1705325400, 9).to_json())
     driver.close()
 
 
-def _wait_for_waiting_session(admin: sa.Connection, backend: str, key_id: str) -> int:
-    query = (
-        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q"
-        if backend == "postgres"
-        else "SELECT id FROM information_schema.processlist WHERE info LIKE :q"
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        row = admin.execute(sa.text(query), {"q": "INSERT INTO%encryption_key%"}).first()
-        if row is not None:
-            return int(row[0])
-        time.sleep(0.05)
-    raise AssertionError(f"the store for {key_id} never waited on the lock")
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+def test_killed_twice_mid_store_is_an_error_and_leaves_no_row(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    driver = open_metastore(db.url, create_schema=True)
+    blocked = _BlockedStore(db, driver)
+    blocked.kill_waiting_session()
+    blocked.kill_waiting_session()  # the retry too
+    outcome = blocked.finish()
+    assert isinstance(outcome, MetastoreError)
+    assert "store failed" in str(outcome)
+    assert blocked.rows == []  # no half row, no row at all
+    assert driver.load(blocked.key_id, 1705325400) is None  # and the pool recovered
+    driver.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+def test_a_concurrent_winner_makes_the_blocked_store_a_duplicate(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    driver = open_metastore(db.url, create_schema=True)
+    blocked = _BlockedStore(db, driver)
+    blocked.wait_until_waiting_again()
+    assert blocked.finish(commit_blocker=True) is False
+    assert blocked.rows == [{}]
+    driver.close()
 
 
 @pytest.mark.parametrize(

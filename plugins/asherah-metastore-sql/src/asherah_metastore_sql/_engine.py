@@ -58,6 +58,7 @@ def build_engine(target: ConnectionTarget, options: SqlMetastoreOptions) -> Engi
         url,
         connect_args=connect_args,
         isolation_level="AUTOCOMMIT",
+        skip_autocommit_rollback=True,  # autocommit: a ROLLBACK per call would be a wasted trip
         hide_parameters=True,
         pool_pre_ping=options.pool_pre_ping,
         **_pool_arguments(options),
@@ -103,12 +104,14 @@ def _sqlite_engine(path: str, options: SqlMetastoreOptions) -> Engine:
             creator=connect,
             poolclass=StaticPool,
             isolation_level="AUTOCOMMIT",
+            skip_autocommit_rollback=True,
             hide_parameters=True,
         )
     return create_engine(
         "sqlite+pysqlite://",
         creator=connect,
         isolation_level="AUTOCOMMIT",
+        skip_autocommit_rollback=True,
         hide_parameters=True,
         **_pool_arguments(options),
     )
@@ -140,11 +143,13 @@ def _mysql_connect_args(target: ConnectionTarget, options: SqlMetastoreOptions) 
     ca = options.tls_ca_file or target.tls_ca_file
     cert = options.tls_cert_file or target.tls_cert_file
     key = options.tls_key_file or target.tls_key_file
-    if mode == "disable":
-        args["ssl_disabled"] = True
-    elif mode in _TLS_ENFORCED or (mode is None and (ca or cert)):
+    if mode in _TLS_ENFORCED or (mode is None and (ca or cert)):
         args["ssl"] = _ssl_context(mode or "verify-full", ca, cert, key)
-    # "prefer" (and no setting): PyMySQL tries TLS when the server offers it.
+    elif mode is None or mode == "disable":
+        # No TLS unless asked, as the reference and Go's driver: PyMySQL's own default
+        # ("preferred", unverified) loads the system CA store on every connect (~50 ms).
+        args["ssl_disabled"] = True
+    # "prefer": PyMySQL's default, TLS without verification when the server offers it.
     return args
 
 
@@ -221,8 +226,9 @@ def _install_session_setup(
             dbapi_connection.autocommit = True
         cursor = dbapi_connection.cursor()
         try:
-            for statement in statements:
-                cursor.execute(statement)
+            # One round trip: PostgreSQL takes ';'-separated statements without parameters,
+            # MySQL gets a single SET with a list of assignments.
+            cursor.execute("; ".join(statements))
         finally:
             cursor.close()
         if target.backend == "postgres":

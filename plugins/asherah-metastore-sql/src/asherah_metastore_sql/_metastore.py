@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from asherah import EnvelopeKeyRecord, Metastore, MetastoreError
@@ -20,6 +20,7 @@ from asherah_metastore_sql._statements import Statements, like_prefix, statement
 
 _LABELS = {"sqlite": "SQLite", "mysql": "MySQL", "postgres": "PostgreSQL"}
 _MYSQL_DUPLICATE_ENTRY = 1062
+_T = TypeVar("_T")
 
 
 class SqlMetastore(Metastore):
@@ -87,24 +88,21 @@ class SqlMetastore(Metastore):
 
     def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
         params = {"id": key_id, "created": self._sql.created(created)}
-        text_value = self._fetch_one("load", self._sql.load, params, key_id, created)
-        return None if text_value is None else self._parse(text_value, key_id, created)
+        value = self._fetch_one("load", self._sql.load, params, key_id, created)
+        return None if value is None else self._parse(value, key_id, created)
 
     def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
-        text_value = self._fetch_one("load_latest", self._sql.load_latest, {"id": key_id}, key_id)
-        return None if text_value is None else self._parse(text_value, key_id, None)
+        value = self._fetch_one("load_latest", self._sql.load_latest, {"id": key_id}, key_id)
+        return None if value is None else self._parse(value, key_id, None)
 
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
+        # A retry after a lost connection is safe: if the first INSERT did commit, the retry
+        # finds the row and answers False, and the engine then loads that very row.
         at = where(self.table_name, key_id, created)
         try:
-            params = {
-                "id": key_id,
-                "created": self._sql.created(created),
-                "key_record": record.to_json(),
-            }
-            with self._lock, self._engine.connect() as conn:
-                result = conn.execute(self._sql.store, params)
-                return bool(result.rowcount)
+            params = self._row_params(key_id, created, record)
+            result = self._execute(lambda conn: conn.execute(self._sql.store, params))
+            return bool(result.rowcount)
         except DBAPIError as exc:
             if self._sql.duplicate_raises and _mysql_errno(exc) == _MYSQL_DUPLICATE_ENTRY:
                 return False
@@ -114,27 +112,19 @@ class SqlMetastore(Metastore):
 
     def upsert(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> None:
         """Insert or overwrite; only for the drift-guard row and operator tools (revoke)."""
-        at = where(self.table_name, key_id, created)
         try:
-            params = {
-                "id": key_id,
-                "created": self._sql.created(created),
-                "key_record": record.to_json(),
-            }
-            with self._lock, self._engine.connect() as conn:
-                conn.execute(self._sql.upsert, params)
+            params = self._row_params(key_id, created, record)
+            self._execute(lambda conn: conn.execute(self._sql.upsert, params))
         except Exception as exc:
+            at = where(self.table_name, key_id, created)
             raise self._errors.error("upsert", at, exc) from exc
 
     def list_rows(self, key_id_prefix: str = "") -> Iterator[tuple[str, int, EnvelopeKeyRecord]]:
-        at = where(self.table_name)
+        params = {"prefix": like_prefix(key_id_prefix)}
         try:
-            with self._lock, self._engine.connect() as conn:
-                rows = conn.execute(
-                    self._sql.list_rows, {"prefix": like_prefix(key_id_prefix)}
-                ).all()
+            rows = self._execute(lambda conn: conn.execute(self._sql.list_rows, params).all())
         except Exception as exc:
-            raise self._errors.error("list_rows", at, exc) from exc
+            raise self._errors.error("list_rows", where(self.table_name), exc) from exc
         out = []
         for key_id, created, record_text in rows:
             # Case-insensitive collations make LIKE looser than startswith.
@@ -152,15 +142,13 @@ class SqlMetastore(Metastore):
 
     def create_schema(self) -> None:
         """``CREATE TABLE IF NOT EXISTS`` with the canonical columns for this backend."""
-        at = where(self.table_name)
-        ddl = self._sql.create_table(self.options.key_record_type)
+        ddl = text(self._sql.create_table(self.options.key_record_type))
         try:
-            with self._lock, self._engine.connect() as conn:
-                conn.execute(text(ddl))
+            self._execute(lambda conn: conn.execute(ddl))
         except Exception as exc:
             # Two processes creating the table at once: the loser's error is harmless.
             if not self._table_exists():
-                raise self._errors.error("create_schema", at, exc) from exc
+                raise self._errors.error("create_schema", where(self.table_name), exc) from exc
 
     def close(self) -> None:
         self._engine.dispose()
@@ -168,10 +156,25 @@ class SqlMetastore(Metastore):
     def _table_exists(self) -> bool:
         schema, _, table = self.table_name.rpartition(".")
         try:
-            with self._lock, self._engine.connect() as conn:
-                return bool(inspect(conn).has_table(table, schema or None))
+            return bool(self._execute(lambda conn: inspect(conn).has_table(table, schema or None)))
         except Exception:
             return False
+
+    def _execute(self, work: Callable[[Connection], _T]) -> _T:
+        """Run ``work`` on a pooled connection; once more on a fresh one if the server dropped
+        the first (restart, failover, idle timeout), so a stale pooled connection costs no
+        failed call and the steady state no ping."""
+        for attempt in (1, 2):
+            with self._lock, self._engine.connect() as conn:
+                try:
+                    return work(conn)
+                except DBAPIError as exc:
+                    if attempt == 2 or not exc.connection_invalidated:
+                        raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _row_params(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> dict[str, Any]:
+        return {"id": key_id, "created": self._sql.created(created), "key_record": record.to_json()}
 
     def _fetch_one(
         self,
@@ -182,12 +185,10 @@ class SqlMetastore(Metastore):
         created: int | None = None,
     ) -> str | bytes | None:
         try:
-            with self._lock, self._engine.connect() as conn:
-                row = conn.execute(statement, params).first()
+            row = self._execute(lambda conn: conn.execute(statement, params).first())
         except Exception as exc:
-            raise self._errors.error(
-                operation, where(self.table_name, key_id, created), exc
-            ) from exc
+            at = where(self.table_name, key_id, created)
+            raise self._errors.error(operation, at, exc) from exc
         if row is None:
             return None
         value: str | bytes = row[0]

@@ -78,16 +78,17 @@ class SqlMetastoreOptions(BaseModel):
     pool_max_idle_time: float = Field(default=0, ge=0)
     #: Seconds to wait for a pooled connection when ``pool_max_open`` are all in use.
     pool_timeout: float = Field(default=30.0, gt=0)
-    #: Test each pooled connection before use (one round trip) so a restarted server costs no
-    #: failed call.
-    pool_pre_ping: bool = True
+    #: Test each pooled connection before use (one round trip per call). Off by default: a call
+    #: whose pooled connection the server dropped is retried once on a fresh connection.
+    pool_pre_ping: bool = False
     connect_timeout: float = Field(default=10.0, gt=0)
     #: Server-side limit per statement, seconds (PostgreSQL ``statement_timeout``, MariaDB
     #: ``max_statement_time``, MySQL ``max_execution_time`` for reads). Not for SQLite.
     statement_timeout: float | None = Field(default=None, gt=0)
     #: SQLite: how long a writer waits for another process's lock, seconds.
     busy_timeout: float = Field(default=10.0, ge=0)
-    #: TLS for PostgreSQL and MySQL; overrides what the connection string says.
+    #: TLS for PostgreSQL and MySQL; overrides what the connection string says. Unset:
+    #: libpq's default (``prefer``) on PostgreSQL; no TLS on MySQL, as the reference.
     tls_mode: TlsMode | None = None
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
