@@ -182,7 +182,9 @@ class _BlockedStore:
 
 
 @pytest.mark.parametrize("backend", ["postgres", "mysql"])
-def test_a_killed_connection_is_retried_once(backend: str, request: pytest.FixtureRequest) -> None:
+def test_a_killed_connection_is_retried_once(
+    backend: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
     """The server drops the connection of a store in flight (here: waiting on a lock): the
     driver retries once on a fresh connection, which completes the insert in full."""
     db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
@@ -193,6 +195,7 @@ def test_a_killed_connection_is_retried_once(backend: str, request: pytest.Fixtu
     assert blocked.finish() is True
     assert len(blocked.rows) == 1
     assert blocked.rows[0] == json.loads(record(1705325400, 9).to_json())
+    assert "connection lost" in caplog.text
     driver.close()
 
 

@@ -24,6 +24,7 @@ from asherah_metastore_sql._options import SqlMetastoreOptions
 _IDLE_SINCE = "asherah_idle_since"
 _CLIENT_SSL = 2048  # pymysql.constants.CLIENT.SSL: the server offers TLS
 _TLS_ENFORCED = ("require", "verify-ca", "verify-full")
+_DRIVERS = {"postgres": "postgresql+psycopg", "mysql": "mysql+pymysql"}
 
 
 def is_memory_path(path: str) -> bool:
@@ -34,25 +35,17 @@ def is_memory_path(path: str) -> bool:
 def build_engine(target: ConnectionTarget, options: SqlMetastoreOptions) -> Engine:
     if target.backend == "sqlite":
         return _sqlite_engine(target.path or "", options)
+    url = URL.create(
+        _DRIVERS[target.backend],
+        target.username,
+        target.password,
+        target.host,
+        target.port,
+        target.database,
+    )
     if target.backend == "postgres":
-        url = URL.create(
-            "postgresql+psycopg",
-            target.username,
-            target.password,
-            target.host,
-            target.port,
-            target.database,
-        )
         connect_args = _postgres_connect_args(target, options)
     else:
-        url = URL.create(
-            "mysql+pymysql",
-            target.username,
-            target.password,
-            target.host,
-            target.port,
-            target.database,
-        )
         connect_args = _mysql_connect_args(target, options)
     engine = create_engine(
         url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -18,6 +19,7 @@ from asherah_metastore_sql._errors import ErrorWrapper, where
 from asherah_metastore_sql._options import SqlMetastoreOptions, options_from_config
 from asherah_metastore_sql._statements import Statements, like_prefix, statements
 
+_log = logging.getLogger("asherah.metastore.sql")
 _LABELS = {"sqlite": "SQLite", "mysql": "MySQL", "postgres": "PostgreSQL"}
 _MYSQL_DUPLICATE_ENTRY = 1062
 _T = TypeVar("_T")
@@ -171,6 +173,11 @@ class SqlMetastore(Metastore):
                 except DBAPIError as exc:
                     if attempt == 2 or not exc.connection_invalidated:
                         raise
+                    _log.warning(
+                        "%s connection lost (%s); retrying once on a new connection",
+                        self._errors.label,
+                        type(exc.orig).__name__,
+                    )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _row_params(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> dict[str, Any]:
