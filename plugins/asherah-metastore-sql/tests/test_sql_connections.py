@@ -425,3 +425,38 @@ def test_module_create_schema(url_for: Callable[[str], str], tmp_path: Path) -> 
     engine = sa.create_engine(f"sqlite:///{tmp_path}/init.db")
     assert sa.inspect(engine).has_table("encryption_key")
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+def test_permission_denied_is_metastore_error(backend: str, request: pytest.FixtureRequest) -> None:
+    """A login that may read but not write the table: reads work, a store raises (never a
+    quiet False)."""
+    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    open_metastore(db.url, create_schema=True).close()
+    user = unique("asherah_ro_")
+    admin = db.engine()
+    with admin.connect() as conn:
+        if backend == "postgres":
+            conn.execute(sa.text(f"CREATE ROLE {user} LOGIN"))
+            conn.execute(sa.text(f"GRANT SELECT ON encryption_key TO {user}"))
+        else:
+            conn.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'ro-pass'"))
+            conn.execute(sa.text(f"GRANT SELECT ON {db.name}.* TO '{user}'@'%'"))
+    host = db.url.split("@", 1)[1]
+    scheme = db.url.split("://", 1)[0]
+    login = user if backend == "postgres" else f"{user}:ro-pass"
+    driver = open_metastore(f"{scheme}://{login}@{host}")
+    try:
+        assert driver.load_latest(unique("_IK_ro_")) is None
+        with pytest.raises(MetastoreError) as info:
+            driver.store(unique("_IK_ro_"), 1705325400, record(1705325400))
+        assert ("permission denied" in str(info.value)) or ("command denied" in str(info.value))
+    finally:
+        driver.close()
+        with admin.connect() as conn:
+            if backend == "postgres":
+                conn.execute(sa.text(f"REVOKE ALL ON encryption_key FROM {user}"))
+                conn.execute(sa.text(f"DROP ROLE {user}"))
+            else:
+                conn.execute(sa.text(f"DROP USER '{user}'@'%'"))
+        admin.dispose()
