@@ -40,6 +40,9 @@ def _base_config(**overrides: Any) -> dict[str, Any]:
         "Metastore": "memory",
         "KMS": "static",
         "StaticMasterKeyHex": KEY_HEX,
+        # Exact check intervals: these tests step a fake clock to the second. The jitter
+        # itself is tested in test_key_caches.py.
+        "cache_ttl_jitter": 0.0,
     }
     config.update(overrides)
     return config

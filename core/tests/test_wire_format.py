@@ -67,7 +67,13 @@ def fixed_random(
 
     fake_os = SimpleNamespace(urandom=urandom)
     monkeypatch.setattr(aead, "os", fake_os)
-    monkeypatch.setattr(_keys, "os", fake_os)
+    monkeypatch.setattr(_keys, "new_key_material", lambda: bytearray(urandom(aead.KEY_SIZE)))
+
+    def fill_random(buffer: bytearray) -> None:
+        # The encrypt path reads its data-row key and both nonces in one go.
+        buffer[:] = urandom(aead.KEY_SIZE) + urandom(aead.NONCE_SIZE) + urandom(aead.NONCE_SIZE)
+
+    monkeypatch.setattr(_keys, "fill_random", fill_random)
 
 
 @pytest.mark.parametrize(("key", "ct", "tag", "nonce", "pt"), NIST_KATS)
@@ -167,11 +173,11 @@ def test_v16_listed_rows_decrypt_through_a_session() -> None:
 
 
 def test_v16_built_from_ingredients_is_byte_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The engine asks for: SK, its KMS nonce, IK, its nonce, DRK, the data nonce, the DRK nonce.
+    # The engine asks for: SK, its KMS nonce, IK, its nonce, DRK, the DRK nonce, the data nonce.
     fixed_random(
         monkeypatch,
         keys=[b"\x11" * 32, b"\x22" * 32, b"\x33" * 32],
-        nonces=[b"\x01" * 12, b"\x02" * 12, b"\x04" * 12, b"\x03" * 12],
+        nonces=[b"\x01" * 12, b"\x02" * 12, b"\x03" * 12, b"\x04" * 12],
     )
     metastore = InMemoryMetastore()
     with SessionFactory(v16_config(), metastore=metastore, clock=lambda: 1_700_000_000.0) as f:

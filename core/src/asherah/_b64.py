@@ -12,7 +12,9 @@ import binascii
 import pybase64
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_VALUE = {c: i for i, c in enumerate(_ALPHABET)}
+# The last data character before "==" carries 4 unused bits, before "=" 2: they must be zero.
+_BAD_BEFORE_TWO_PADS = frozenset(c for i, c in enumerate(_ALPHABET) if i & 0x0F)
+_BAD_BEFORE_ONE_PAD = frozenset(c for i, c in enumerate(_ALPHABET) if i & 0x03)
 
 
 def encode(data: bytes | bytearray | memoryview) -> str:
@@ -22,18 +24,16 @@ def encode(data: bytes | bytearray | memoryview) -> str:
 
 def decode(text: str) -> bytes:
     """Decode standard padded base64, raising ``ValueError`` on anything the reference rejects."""
-    if not text:
-        return b""
-    if len(text) % 4:
+    if len(text) & 3:
         raise ValueError("base64 length is not a multiple of 4")
     try:
         out: bytes = pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("invalid base64") from exc
-    if text[-1] == "=":
-        pad = 2 if text[-2] == "=" else 1
-        last = _VALUE.get(text[-1 - pad], -1)
-        mask = 0x0F if pad == 2 else 0x03
-        if last < 0 or last & mask:
+    if text and text[-1] == "=":
+        if text[-2] == "=":
+            if text[-3] in _BAD_BEFORE_TWO_PADS:
+                raise ValueError("base64 has non-zero trailing bits")
+        elif text[-2] in _BAD_BEFORE_ONE_PAD:
             raise ValueError("base64 has non-zero trailing bits")
     return out

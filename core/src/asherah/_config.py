@@ -9,7 +9,7 @@ driver sections (``kms_options`` / ``metastore_options``). Unknown keys are a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -28,6 +28,7 @@ DEFAULT_CHECK_INTERVAL_S = 3600
 DEFAULT_CREATE_DATE_PRECISION_S = 60
 DEFAULT_SESSION_CACHE_MAX_SIZE = 1000
 DEFAULT_SESSION_CACHE_DURATION_S = 7200
+DEFAULT_KEY_CACHE_MAX_SIZE = 1000
 
 
 def _alias(*names: str) -> Any:
@@ -61,6 +62,37 @@ class Config(BaseModel):
     session_cache_duration: int | None = _alias("session_cache_duration", "SessionCacheDuration")
     enable_session_caching: bool | None = _alias("enable_session_caching", "EnableSessionCaching")
     region_suffix: str | None = _alias("region_suffix", "RegionSuffix")
+    session_cache_eviction_policy: str | None = _alias(
+        "session_cache_eviction_policy", "SessionCacheEvictionPolicy"
+    )
+    intermediate_key_cache_max_size: int | None = _alias(
+        "intermediate_key_cache_max_size", "IntermediateKeyCacheMaxSize"
+    )
+    intermediate_key_cache_eviction_policy: str | None = _alias(
+        "intermediate_key_cache_eviction_policy", "IntermediateKeyCacheEvictionPolicy"
+    )
+    system_key_cache_max_size: int | None = _alias(
+        "system_key_cache_max_size", "SystemKeyCacheMaxSize"
+    )
+    system_key_cache_eviction_policy: str | None = _alias(
+        "system_key_cache_eviction_policy", "SystemKeyCacheEvictionPolicy"
+    )
+    shared_intermediate_key_cache: bool = Field(
+        default=True,
+        validation_alias=AliasChoices(
+            "shared_intermediate_key_cache", "SharedIntermediateKeyCache"
+        ),
+    )
+    cache_ttl_jitter: float = Field(default=0.1, ge=0.0, le=0.5)
+    cache_key_schedules: bool = True
+    async_max_workers: int = Field(default=8, ge=1)
+
+    # Secure memory (see docs/security.md).
+    secure_memory: Literal["mlock", "encrypted", "none"] | None = None
+    secure_memory_slab_slots: int | None = Field(default=None, ge=2)
+    secure_memory_hot_cache_size: int | None = Field(default=None, ge=1)
+    secure_memory_allow_fallback: bool = False
+    secure_memory_protect_idle: bool = True
 
     # SQL metastore (canonical keys).
     connection_string: SecretStr | None = _alias("connection_string", "ConnectionString")

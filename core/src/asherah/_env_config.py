@@ -67,6 +67,9 @@ def config_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "kms": kms,
     }
     out.update(_metastore_from_env(env))
+    if kms.lower() in ("aws", "secrets-manager") and env.get("AWS_REGION"):
+        # The reference takes the single-key KMS and Secrets Manager region from AWS_REGION.
+        out["kms_options"] = {"region": env["AWS_REGION"]}
     for var, field in _STR_VARS.items():
         if env.get(var):
             out[field] = env[var]

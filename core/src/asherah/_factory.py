@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import threading
 import time
@@ -9,7 +11,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from asherah import _drift_guard
-from asherah._config import Config, parse_config
+from asherah._config import (
+    DEFAULT_KEY_CACHE_MAX_SIZE,
+    DEFAULT_SESSION_CACHE_DURATION_S,
+    DEFAULT_SESSION_CACHE_MAX_SIZE,
+    Config,
+    parse_config,
+)
 from asherah._drivers import load_kms, load_metastore
 from asherah._env_config import config_from_env
 from asherah._errors import AsherahError, ConfigError
@@ -17,13 +25,22 @@ from asherah._instrumented import InstrumentedKms, InstrumentedMetastore
 from asherah._key_ids import key_ids
 from asherah._key_manager import KeyManager
 from asherah._policy import CryptoPolicy
+from asherah._records import json_string
 from asherah._session import Session
+from asherah._session_cache import SessionCache, SessionCore
 from asherah._settings import load_config
+from asherah.cache._policies import EvictionPolicy, create_policy
+from asherah.hazmat.memory import DEFAULT_SLAB_SLOTS, KeyStore, default_mode, harden_process
 from asherah.hooks._manager import Hooks, create_plugin_manager
 from asherah.kms._base import KeyManagementService
 from asherah.metastore._base import Metastore
 
 Clock = Callable[[], float]
+_log = logging.getLogger("asherah.factory")
+
+
+def _key_policy(name: str | None, size: int | None) -> EvictionPolicy:
+    return create_policy(name or "lru", size or DEFAULT_KEY_CACHE_MAX_SIZE)
 
 
 class SessionFactory:
@@ -61,12 +78,55 @@ class SessionFactory:
             raise
         self.region_suffix = self.metastore.region_suffix() or self.config.region_suffix or None
         self.policy = CryptoPolicy.from_config(self.config)
+        config = self.config
+        try:
+            harden_process()
+            self.key_store = KeyStore(
+                config.secure_memory or default_mode(),
+                slab_slots=config.secure_memory_slab_slots or DEFAULT_SLAB_SLOTS,
+                hot_cache_size=config.secure_memory_hot_cache_size,
+                allow_fallback=config.secure_memory_allow_fallback,
+                protect_idle=config.secure_memory_protect_idle,
+                on_event=self._on_memory_event,
+            )
+        except BaseException:
+            self._close_drivers()
+            raise
+        if self.key_store.fallback_reason is not None:
+            _log.warning(
+                "secure_memory fell back to %r: %s",
+                self.key_store.mode,
+                self.key_store.fallback_reason,
+            )
         self._keys = KeyManager(
             InstrumentedMetastore(self.metastore, self.hooks),
             InstrumentedKms(self.kms, self.hooks),
             self.policy,
             self._clock,
             self.hooks,
+            self.key_store,
+            cache_key_schedules=config.cache_key_schedules,
+            system_key_policy=_key_policy(
+                config.system_key_cache_eviction_policy, config.system_key_cache_max_size
+            ),
+            intermediate_key_policy=_key_policy(
+                config.intermediate_key_cache_eviction_policy,
+                config.intermediate_key_cache_max_size,
+            ),
+            ttl_jitter=config.cache_ttl_jitter,
+            max_workers=config.async_max_workers,
+        )
+        self._sessions = SessionCache(
+            self._build_core,
+            None
+            if config.enable_session_caching is False
+            else create_policy(
+                config.session_cache_eviction_policy or "slru",
+                config.session_cache_max_size or DEFAULT_SESSION_CACHE_MAX_SIZE,
+            ),
+            config.session_cache_duration or DEFAULT_SESSION_CACHE_DURATION_S,
+            self._clock,
+            lambda partition: self.hooks.cache_event("session", "eviction", "exact", partition),
         )
         self._lock = threading.Lock()
         self._closed = False
@@ -129,10 +189,43 @@ class SessionFactory:
             raise ConfigError("partition id cannot be empty")
         if self._closed:
             raise AsherahError("session factory is closed")
+        core = self._sessions.acquire(partition)
+        return Session(
+            partition,
+            core.ids,
+            core.keys,
+            self._clock,
+            on_close=lambda _: self._sessions.release(core),
+            key_id_json=core.key_id_json,
+        )
+
+    def _build_core(self, partition: str) -> SessionCore:
         ids = key_ids(
             partition, self.config.service_name, self.config.product_id, self.region_suffix
         )
-        return Session(partition, ids, self._keys, self._clock)
+        shared = self.config.shared_intermediate_key_cache
+        keys = (
+            self._keys
+            if shared
+            else self._keys.with_own_intermediate_cache(
+                _key_policy(
+                    self.config.intermediate_key_cache_eviction_policy,
+                    self.config.intermediate_key_cache_max_size,
+                )
+            )
+        )
+        return SessionCore(
+            partition, ids, json_string(ids.intermediate_key_id), keys, owns_key_cache=not shared
+        )
+
+    def _on_memory_event(self, kind: str, label: object) -> None:
+        self.hooks.cache_event("secure-memory", kind, "exact", str(label))
+
+    async def __aenter__(self) -> SessionFactory:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
 
     @property
     def closed(self) -> bool:
@@ -144,7 +237,9 @@ class SessionFactory:
             if self._closed:
                 return
             self._closed = True
+        self._sessions.clear()
         self._keys.close()
+        self.key_store.close()
         self._close_drivers()
 
     def _close_drivers(self) -> None:

@@ -1,53 +1,95 @@
 """Factory-wide caches of unwrapped system and intermediate keys.
 
-Two views over one store: exact ``(id, created)`` entries (decrypt never reloads these), and a
-``latest`` pointer per id whose freshness is the revoke-check interval (encrypt reloads it once
-stale, which is how revocation and rotation by other processes are noticed).
+Two views over one bounded store:
+
+- exact ``(id, created)`` entries, which decrypt uses and never reloads;
+- a ``latest`` entry per id, which encrypt uses. It is *fresh* for one revoke-check interval
+  (with a little jitter, so a fleet does not reload in step), then *stale*: still served while
+  exactly one caller reloads it (stale-while-revalidate). It is *invalid* once the key is
+  revoked or older than ``expire_after``; then every caller waits for the one reload.
+
+Entries beyond the capacity are evicted by the configured policy. An evicted key is not wiped
+under a caller still using it: the store's handle is closed when the last reference goes.
 """
 
 from __future__ import annotations
 
+import random
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from asherah._keys import CryptoKey
+from asherah.cache._policies import EvictionPolicy, NeverEvict
+
+ExactKey = tuple[str, int]
+_TOUCH_EVERY_S = 1.0
 
 
 @dataclass(slots=True)
-class _Latest:
+class LatestEntry:
+    """The newest key of one id, with when it must be re-checked and when it expires."""
+
     key: CryptoKey
-    checked_at: float
+    fresh_until: float
+    valid_until: float
+    refreshing: bool = False
 
 
 class KeyCache:
-    """Unbounded key cache with a per-id load lock (single flight within the process)."""
+    """Bounded key cache with a per-id load lock (single flight within the process)."""
 
-    def __init__(self, name: str, ttl_s: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        ttl_s: float,
+        expire_after_s: float,
+        policy: EvictionPolicy | None = None,
+        jitter: float = 0.1,
+        on_evict: Callable[[ExactKey], None] | None = None,
+    ) -> None:
         self.name = name
         self.ttl_s = ttl_s
-        self._exact: dict[tuple[str, int], CryptoKey] = {}
-        self._latest: dict[str, _Latest] = {}
+        self.expire_after_s = expire_after_s
+        self.jitter = jitter
+        self._policy = policy or NeverEvict()
+        self.tracks_use = not isinstance(self._policy, NeverEvict)
+        self._on_evict = on_evict
+        self._exact: dict[ExactKey, CryptoKey] = {}
+        self._latest: dict[str, LatestEntry] = {}
         # When each exact entry's row was last read (only consulted under
         # deny_revoked_on_decrypt, which re-reads revocation once per interval).
-        self._checked: dict[tuple[str, int], float] = {}
+        self._checked: dict[ExactKey, float] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
+    # -- reads ---------------------------------------------------------------------------------
+
     def exact(self, key_id: str, created: int) -> CryptoKey | None:
-        return self._exact.get((key_id, created))
+        key = self._exact.get((key_id, created))
+        if key is not None and self.tracks_use:
+            self.touch(key_id, key)
+        return key
 
-    def fresh_latest(self, key_id: str, now: float) -> CryptoKey | None:
-        """The cached latest key if it was checked less than one interval ago."""
-        entry = self._latest.get(key_id)
-        if entry is None or now - entry.checked_at >= self.ttl_s:
-            return None
-        return entry.key
+    def latest(self, key_id: str) -> LatestEntry | None:
+        return self._latest.get(key_id)
 
-    def has_latest(self, key_id: str) -> bool:
-        return key_id in self._latest
+    def touch(self, key_id: str, key: CryptoKey) -> None:
+        """Tell the eviction policy ``key`` was used; sampled to once a second per key."""
+        if self.tracks_use:
+            now = time.monotonic()
+            if now - key.touched >= _TOUCH_EVERY_S:
+                key.touched = now
+                with self._guard:
+                    self._policy.touch((key_id, key.created))
+
+    # -- writes --------------------------------------------------------------------------------
 
     def put(self, key_id: str, key: CryptoKey) -> CryptoKey:
-        """Cache ``key``; if an equal entry exists keep it and wipe the newcomer."""
+        """Cache ``key``; if an entry for the same row exists keep it and drop the newcomer."""
+        evicted: list[ExactKey] = []
         with self._guard:
             existing = self._exact.get((key_id, key.created))
             if existing is not None and existing is not key:
@@ -56,12 +98,46 @@ class KeyCache:
                 key.wipe()
                 return existing
             self._exact[(key_id, key.created)] = key
-            return key
+            for item in self._policy.insert((key_id, key.created)):
+                victim = cast(ExactKey, item)
+                if victim == (key_id, key.created):
+                    continue
+                evicted_key = self._exact.pop(victim, None)
+                self._checked.pop(victim, None)
+                entry = self._latest.get(victim[0])
+                if entry is not None and entry.key is evicted_key:
+                    del self._latest[victim[0]]
+                evicted.append(victim)
+        if self._on_evict is not None:
+            for victim_key in evicted:
+                self._on_evict(victim_key)
+        return key
 
     def set_latest(self, key_id: str, key: CryptoKey, now: float) -> CryptoKey:
+        """Cache ``key`` as the newest of ``key_id``, fresh from ``now``."""
         key = self.put(key_id, key)
-        self._latest[key_id] = _Latest(key, now)
+        self._latest[key_id] = LatestEntry(
+            key, now + self._ttl(), key.created + self.expire_after_s
+        )
         return key
+
+    def recheck_later(self, entry: LatestEntry, now: float) -> None:
+        """A reload failed: keep serving the stale key and try again after one interval."""
+        entry.fresh_until = now + self._ttl()
+        entry.refreshing = False
+
+    def claim_refresh(self, entry: LatestEntry) -> bool:
+        """Elect exactly one reloader for a stale entry."""
+        with self._guard:
+            if entry.refreshing:
+                return False
+            entry.refreshing = True
+            return True
+
+    def _ttl(self) -> float:
+        # Up to ``jitter`` earlier than the interval (never later), so a fleet spreads its
+        # reloads and a revocation is never noticed later than one interval.
+        return self.ttl_s * (1.0 - self.jitter * random.random())  # noqa: S311 - not crypto
 
     def due_for_check(self, key_id: str, created: int, now: float) -> bool:
         """True when the row behind an exact entry was not read within one interval."""
@@ -89,3 +165,4 @@ class KeyCache:
             self._exact.clear()
             self._latest.clear()
             self._checked.clear()
+            self._locks.clear()

@@ -9,9 +9,13 @@ writes anything.
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+from asherah import _keys, _observe
 from asherah._errors import (
     AsherahError,
     DecryptionError,
@@ -19,12 +23,14 @@ from asherah._errors import (
     KmsError,
     MetastoreError,
 )
-from asherah._key_cache import KeyCache
+from asherah._key_cache import KeyCache, LatestEntry
 from asherah._key_ids import KeyIds
-from asherah._keys import CryptoKey, new_key_material, wipe
+from asherah._keys import CryptoKey
 from asherah._policy import CryptoPolicy
 from asherah._records import EnvelopeKeyRecord, KeyMeta
+from asherah.cache._policies import EvictionPolicy
 from asherah.hazmat.aead import KEY_SIZE, AeadError
+from asherah.hazmat.memory import KeyStore, wipe
 from asherah.hooks._manager import Hooks
 from asherah.kms._base import KeyManagementService
 from asherah.metastore._base import Metastore
@@ -32,6 +38,35 @@ from asherah.metastore._base import Metastore
 _log = logging.getLogger("asherah.session")
 
 _CREATE_ATTEMPTS = 5
+
+
+class Workers:
+    """The bounded thread pool behind the async API and background refreshes (lazy)."""
+
+    def __init__(self, max_workers: int) -> None:
+        self.max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def executor(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=self.max_workers, thread_name_prefix="asherah"
+                    )
+                pool = self._pool
+        return pool
+
+    def submit(self, task: Callable[[], None]) -> None:
+        self.executor().submit(task)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class KeyManager:
@@ -44,21 +79,78 @@ class KeyManager:
         policy: CryptoPolicy,
         clock: Callable[[], float],
         hooks: Hooks,
+        store: KeyStore,
+        *,
+        cache_key_schedules: bool = True,
+        system_key_policy: EvictionPolicy | None = None,
+        intermediate_key_policy: EvictionPolicy | None = None,
+        ttl_jitter: float = 0.1,
+        max_workers: int = 8,
     ) -> None:
         self.hooks = hooks
+        self.workers = Workers(max_workers)
         self.metastore = metastore
         self.kms = kms
         self.policy = policy
         self.clock = clock
-        self.system_keys = KeyCache("system", policy.check_interval_s)
-        self.intermediate_keys = KeyCache("intermediate", policy.check_interval_s)
+        self.store = store
+        self.cache_key_schedules = cache_key_schedules
+        self.ttl_jitter = ttl_jitter
+        self.system_keys = KeyCache(
+            "system",
+            policy.check_interval_s,
+            policy.expire_after_s,
+            system_key_policy,
+            ttl_jitter,
+            self._evicted("system"),
+        )
+        self.intermediate_keys = KeyCache(
+            "intermediate",
+            policy.check_interval_s,
+            policy.expire_after_s,
+            intermediate_key_policy,
+            ttl_jitter,
+            self._evicted("intermediate"),
+        )
         # The parent SK of each cached IK, so deny_revoked_on_decrypt can honour an SK
         # revocation without folding it into the IK's own flag (which encrypt relies on).
         self._parents: dict[tuple[str, int], KeyMeta] = {}
         self.closed = False
 
+    def with_own_intermediate_cache(self, capacity_policy: EvictionPolicy | None) -> KeyManager:
+        """A view sharing everything but the IK cache (``shared_intermediate_key_cache=False``)."""
+        view = copy.copy(self)
+        view.intermediate_keys = KeyCache(
+            "intermediate",
+            self.policy.check_interval_s,
+            self.policy.expire_after_s,
+            capacity_policy,
+            self.ttl_jitter,
+            view._evicted("intermediate"),
+        )
+        view._parents = {}
+        return view
+
+    def _evicted(self, cache: str) -> Callable[[tuple[str, int]], None]:
+        def on_evict(victim: tuple[str, int]) -> None:
+            self._parents.pop(victim, None)
+            self.hooks.cache_event(cache, "eviction", "exact", victim[0])
+
+        return on_evict
+
+    def _new_key(self, material: bytearray, created: int, revoked: bool, label: str) -> CryptoKey:
+        return CryptoKey(
+            self.store,
+            material,
+            created,
+            revoked,
+            cache_schedule=self.cache_key_schedules,
+            label=label,
+        )
+
     def close(self) -> None:
         self.closed = True
+        self.workers.close()
         self.system_keys.clear()
         self.intermediate_keys.clear()
         self._parents.clear()
@@ -66,26 +158,103 @@ class KeyManager:
     # -- encrypt path --------------------------------------------------------------------------
 
     def latest_intermediate(self, ids: KeyIds) -> CryptoKey:
-        """The intermediate key new data-row keys are wrapped with."""
+        """The intermediate key new data-row keys are wrapped with (may block on a load)."""
+        key = self.cached_intermediate(ids, None)
+        if key is not None:
+            return key
+        return self._load_latest(
+            self.intermediate_keys,
+            ids.intermediate_key_id,
+            lambda now: self._load_or_create_intermediate(ids, now),
+        )
+
+    def cached_intermediate(
+        self, ids: KeyIds, background: Callable[[Callable[[], None]], None] | None
+    ) -> CryptoKey | None:
+        """The latest IK if the cache can serve it now, else ``None`` (a load is needed).
+
+        A stale but valid entry is served while one caller reloads it: the caller itself
+        (``background is None``) or a task handed to ``background`` (the async API).
+        """
         if self.closed:
             raise AsherahError("session factory is closed")
-        now = self.clock()
         cache = self.intermediate_keys
         ik_id = ids.intermediate_key_id
-        key = cache.fresh_latest(ik_id, now)
-        if key is not None and self._valid(key, int(now)):
-            if self.hooks.cache_hits_enabled:
+        entry = cache.latest(ik_id)
+        if entry is None:
+            return None
+        key = entry.key
+        now = self.clock()
+        if now < entry.fresh_until and now < entry.valid_until and not key.revoked:
+            if cache.tracks_use:
+                cache.touch(ik_id, key)
+            if self.hooks.external_cache or _observe.METRICS.on:
                 self.hooks.cache_event("intermediate", "hit", "latest", ik_id)
             return key
-        with cache.lock_for(ik_id):
+        if key.revoked or now >= entry.valid_until:
+            return None
+        self.hooks.cache_event("intermediate", "stale", "latest", ik_id)
+        if cache.claim_refresh(entry):
+
+            def refresh() -> None:
+                self._refresh(
+                    cache, ik_id, entry, lambda t: self._load_or_create_intermediate(ids, t)
+                )
+
+            if background is None:
+                refresh()
+                fresh = cache.latest(ik_id)
+                if fresh is not None and not fresh.key.revoked and now < fresh.valid_until:
+                    return fresh.key
+            else:
+                background(refresh)
+        return key
+
+    def _refresh(
+        self,
+        cache: KeyCache,
+        key_id: str,
+        entry: LatestEntry,
+        loader: Callable[[int], CryptoKey],
+    ) -> None:
+        """Reload a stale latest key; on failure keep serving it and retry next interval."""
+        with cache.lock_for(key_id):
             now = self.clock()
-            key = cache.fresh_latest(ik_id, now)
-            if key is not None and self._valid(key, int(now)):
-                return key
-            stale = cache.has_latest(ik_id)
-            self.hooks.cache_event("intermediate", "stale" if stale else "miss", "latest", ik_id)
-            key = self._load_or_create_intermediate(ids, int(now))
-            return cache.set_latest(ik_id, key, now)
+            try:
+                key = loader(int(now))
+            except Exception as exc:
+                cache.recheck_later(entry, now)
+                _log.warning(
+                    "reloading %s key %s failed (%s); serving the cached key until the next check",
+                    cache.name,
+                    key_id,
+                    type(exc).__name__,
+                )
+                return
+            cache.set_latest(key_id, key, now)
+            self.hooks.cache_event(cache.name, "load", "latest", key_id)
+
+    def _load_latest(
+        self, cache: KeyCache, key_id: str, loader: Callable[[int], CryptoKey]
+    ) -> CryptoKey:
+        """Single flight: one caller loads while the others wait for its result."""
+        with cache.lock_for(key_id):
+            now = self.clock()
+            entry = cache.latest(key_id)
+            if (
+                entry is not None
+                and not entry.key.revoked
+                and now < entry.valid_until
+                and now < entry.fresh_until
+            ):
+                return entry.key
+            self.hooks.cache_event(
+                cache.name, "miss" if entry is None else "stale", "latest", key_id
+            )
+            key = loader(int(now))
+            key = cache.set_latest(key_id, key, now)
+            self.hooks.cache_event(cache.name, "load", "latest", key_id)
+            return key
 
     def _valid(self, key: CryptoKey, now: int) -> bool:
         return not key.revoked and not self.policy.is_expired(key.created, now)
@@ -98,15 +267,19 @@ class KeyManager:
         record = self.metastore.load_latest(ik_id)
         for _ in range(_CREATE_ATTEMPTS):
             if record is not None and self._usable(record, now):
+                cached = self.intermediate_keys.exact(ik_id, record.created)
+                if cached is not None:
+                    return cached
                 key = self._unwrap_intermediate(ik_id, record, MetastoreError)
                 self.hooks.key_event("loaded", "intermediate", ik_id, key.created, ids.partition)
                 return key
             replacing = None if record is None else record.created
             if record is not None:
                 self._report_unusable("intermediate", ik_id, record, ids.partition)
+                self._mark_revoked(self.intermediate_keys, ik_id, record)
             system_key = self._latest_system(ids.system_key_id, now)
             created = self.policy.new_key_created(now, replacing)
-            material = new_key_material()
+            material = _keys.new_key_material()
             try:
                 parent = KeyMeta(ids.system_key_id, system_key.created)
                 try:
@@ -118,7 +291,7 @@ class KeyManager:
                     event = "created" if replacing is None else "rotated"
                     self.hooks.key_event(event, "intermediate", ik_id, created, ids.partition)
                     self._parents[(ik_id, created)] = parent
-                    return CryptoKey(material, created)
+                    return self._new_key(material, created, False, ik_id)
             except BaseException:
                 wipe(material)
                 raise
@@ -128,40 +301,49 @@ class KeyManager:
 
     def _latest_system(self, sk_id: str, now: int) -> CryptoKey:
         cache = self.system_keys
-        key = cache.fresh_latest(sk_id, now)
-        if key is not None and self._valid(key, now):
-            return key
-        with cache.lock_for(sk_id):
-            key = cache.fresh_latest(sk_id, now)
-            if key is not None and self._valid(key, now):
-                return key
-            key = self._load_or_create_system(sk_id, now)
-            return cache.set_latest(sk_id, key, float(now))
+        entry = cache.latest(sk_id)
+        if entry is not None and not entry.key.revoked and now < entry.valid_until:
+            if now >= entry.fresh_until and cache.claim_refresh(entry):
+                self._refresh(cache, sk_id, entry, lambda t: self._load_or_create_system(sk_id, t))
+                entry = cache.latest(sk_id) or entry
+            return entry.key
+        return self._load_latest(cache, sk_id, lambda t: self._load_or_create_system(sk_id, t))
 
     def _load_or_create_system(self, sk_id: str, now: int) -> CryptoKey:
         record = self.metastore.load_latest(sk_id)
         for _ in range(_CREATE_ATTEMPTS):
             if record is not None and self._usable(record, now):
+                cached = self.system_keys.exact(sk_id, record.created)
+                if cached is not None:
+                    return cached
                 key = self._unwrap_system(record)
                 self.hooks.key_event("loaded", "system", sk_id, key.created)
                 return key
             replacing = None if record is None else record.created
             if record is not None:
                 self._report_unusable("system", sk_id, record, None)
+                self._mark_revoked(self.system_keys, sk_id, record)
             created = self.policy.new_key_created(now, replacing)
-            material = new_key_material()
+            material = _keys.new_key_material()
             try:
                 wrapped = self.kms.encrypt_key(material)
                 if self.metastore.store(sk_id, created, EnvelopeKeyRecord(created, wrapped)):
                     event = "created" if replacing is None else "rotated"
                     self.hooks.key_event(event, "system", sk_id, created)
-                    return CryptoKey(material, created)
+                    return self._new_key(material, created, False, sk_id)
             except BaseException:
                 wipe(material)
                 raise
             wipe(material)
             record = self.metastore.load_latest(sk_id)
         raise KeyCreationError(f"failed to create or load system key id={sk_id} after retry")
+
+    @staticmethod
+    def _mark_revoked(cache: KeyCache, key_id: str, record: EnvelopeKeyRecord) -> None:
+        if record.revoked:
+            cached = cache.exact(key_id, record.created)
+            if cached is not None:
+                cached.revoked = True
 
     def _report_unusable(
         self, key_type: str, key_id: str, record: EnvelopeKeyRecord, partition: str | None
@@ -172,31 +354,45 @@ class KeyManager:
 
     # -- decrypt path --------------------------------------------------------------------------
 
-    def intermediate_for_decrypt(self, meta: KeyMeta) -> CryptoKey:
+    def cached_for_decrypt(self, key_id: str, created: int) -> CryptoKey | None:
+        """The exact IK from the cache when no metastore read is needed, else ``None``."""
+        if self.closed:
+            raise AsherahError("session factory is closed")
+        if self.policy.deny_revoked_on_decrypt:
+            return None
+        key = self.intermediate_keys.exact(key_id, created)
+        if key is not None and self.hooks.cache_hits_enabled:
+            self.hooks.cache_event("intermediate", "hit", "exact", key_id)
+        return key
+
+    def intermediate_for_decrypt(self, key_id: str, created: int) -> CryptoKey:
         """The exact intermediate key a data row names. Never creates or writes anything."""
         if self.closed:
             raise AsherahError("session factory is closed")
         cache = self.intermediate_keys
-        key = cache.exact(meta.key_id, meta.created)
+        key = cache.exact(key_id, created)
         if key is None:
-            self.hooks.cache_event("intermediate", "miss", "exact", meta.key_id)
-            with cache.lock_for(meta.key_id):
-                key = cache.exact(meta.key_id, meta.created)
+            self.hooks.cache_event("intermediate", "miss", "exact", key_id)
+            with cache.lock_for(key_id):
+                key = cache.exact(key_id, created)
                 if key is None:
-                    record = self.metastore.load(meta.key_id, meta.created)
+                    record = self.metastore.load(key_id, created)
                     if record is None:
                         raise DecryptionError(
-                            f"intermediate key not found: id={meta.key_id} created={meta.created}"
+                            f"intermediate key not found: id={key_id} created={created}"
                         )
                     key = cache.put(
-                        meta.key_id, self._unwrap_intermediate(meta.key_id, record, DecryptionError)
+                        key_id, self._unwrap_intermediate(key_id, record, DecryptionError)
                     )
-                    cache.mark_checked(meta.key_id, meta.created, self.clock())
+                    cache.mark_checked(key_id, created, self.clock())
+                    self.hooks.cache_event("intermediate", "load", "exact", key_id)
         elif self.hooks.cache_hits_enabled:
-            self.hooks.cache_event("intermediate", "hit", "exact", meta.key_id)
-        if self.policy.deny_revoked_on_decrypt and self._revoked_for_decrypt(meta, key):
+            self.hooks.cache_event("intermediate", "hit", "exact", key_id)
+        if self.policy.deny_revoked_on_decrypt and self._revoked_for_decrypt(
+            KeyMeta(key_id, created), key
+        ):
             raise DecryptionError(
-                f"intermediate key id={meta.key_id} created={meta.created} is revoked "
+                f"intermediate key id={key_id} created={created} is revoked "
                 "and deny_revoked_on_decrypt is set"
             )
         return key
@@ -251,7 +447,7 @@ class KeyManager:
         # under deny_revoked_on_decrypt), never by making a valid IK look unusable, which
         # would send every encrypt back to the metastore.
         self._parents[(ik_id, record.created)] = parent
-        return CryptoKey(material, record.created, bool(record.revoked))
+        return self._new_key(material, record.created, bool(record.revoked), ik_id)
 
     def _exact_system(self, meta: KeyMeta, error: type[AsherahError]) -> CryptoKey:
         cache = self.system_keys
@@ -275,4 +471,4 @@ class KeyManager:
             size = len(material)
             wipe(material)
             raise KmsError(f"KMS returned a system key of {size} bytes, expected {KEY_SIZE}")
-        return CryptoKey(material, record.created, bool(record.revoked))
+        return self._new_key(material, record.created, bool(record.revoked), "system")

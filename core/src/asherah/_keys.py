@@ -1,60 +1,145 @@
-"""How the engine holds a plaintext key: one small type, so protection can change in one place.
+"""How the engine holds a system or intermediate key: one small type, so protection is
+decided in one place.
 
-A ``CryptoKey`` owns its material in a ``bytearray`` that :meth:`wipe` zeroes, and keeps the
-prepared AES-GCM cipher so a cached key is not re-expanded on every use (the reference caches
-key schedules the same way). Nothing here is ever printed.
+A ``CryptoKey`` keeps its material in the factory's :class:`~asherah.hazmat.memory.KeyStore`
+(mlock'd slab and encrypted enclaves, per the ``secure_memory`` mode). With
+``cache_key_schedules`` on (the default, as in the reference) it also keeps a prepared AES-GCM
+cipher: OpenSSL's expanded key lives in that cipher's context until the key leaves the cache,
+and OpenSSL wipes it when the context is freed. With it off, every use opens the store. Data
+row keys never become a ``CryptoKey``: they live in a ``bytearray`` for one call.
 """
 
 from __future__ import annotations
 
-import os
+import atexit
+from collections.abc import Callable
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from asherah.hazmat import aead
+from asherah.hazmat.memory import KeyHandle, KeyStore, decrypt_into_with, random_key, wipe
+from asherah.hazmat.memory._aead import HAS_DECRYPT_INTO
+
+_WRAPPED_KEY_SIZE = aead.KEY_SIZE + aead.OVERHEAD
 
 
-def new_key_material() -> bytearray:
-    """32 fresh random bytes in a wipeable buffer."""
-    material = bytearray(aead.KEY_SIZE)
-    material[:] = os.urandom(aead.KEY_SIZE)
-    return material
+def _open_urandom() -> Callable[[], bytearray]:
+    """32 random bytes read straight into a fresh ``bytearray`` (never an immutable ``bytes``).
+
+    ``readinto`` on an unbuffered ``/dev/urandom`` costs about a microsecond, a third of a
+    ctypes ``getrandom`` call; where the device is missing, fall back to that call.
+    """
+    try:
+        device = open("/dev/urandom", "rb", buffering=0)  # noqa: SIM115 - lives with the process
+    except OSError:
+        return random_key
+    atexit.register(device.close)
+
+    def read_key() -> bytearray:
+        key = bytearray(aead.KEY_SIZE)
+        if device.readinto(key) != aead.KEY_SIZE:
+            return random_key()
+        return key
+
+    return read_key
 
 
-def wipe(buffer: bytearray) -> None:
-    """Overwrite a key buffer with zeros in place."""
-    buffer[:] = bytes(len(buffer))
+new_key_material = _open_urandom()
+
+
+def _open_urandom_into() -> Callable[[bytearray], None]:
+    try:
+        device = open("/dev/urandom", "rb", buffering=0)  # noqa: SIM115 - lives with the process
+    except OSError:
+        from asherah.hazmat.memory import random_fill
+
+        return random_fill
+    atexit.register(device.close)
+
+    def fill(buffer: bytearray) -> None:
+        if device.readinto(buffer) != len(buffer):
+            from asherah.hazmat.memory import random_fill
+
+            random_fill(buffer)
+
+    return fill
+
+
+#: Fill a buffer with fresh randomness in one read (the encrypt path takes its data-row key
+#: and both nonces from one 56-byte read).
+fill_random = _open_urandom_into()
 
 
 class CryptoKey:
-    """A system or intermediate key with its ``Created`` second and revocation flag."""
+    """An unwrapped SK or IK with its ``Created`` second and revocation flag."""
 
-    __slots__ = ("_cipher", "_material", "created", "revoked")
+    __slots__ = ("__weakref__", "_cipher", "_handle", "created", "revoked", "touched")
 
-    def __init__(self, material: bytearray, created: int, revoked: bool = False) -> None:
-        self._material = material
-        self._cipher: AESGCM | None = aead.cipher(material)
+    def __init__(
+        self,
+        store: KeyStore,
+        material: bytearray,
+        created: int,
+        revoked: bool = False,
+        *,
+        cache_schedule: bool = True,
+        label: object = None,
+    ) -> None:
+        """Move ``material`` into ``store`` (the buffer is wiped)."""
+        if len(material) != aead.KEY_SIZE:
+            size = len(material)
+            wipe(material)
+            raise aead.AeadError(f"invalid key size {size}, must be {aead.KEY_SIZE} bytes")
+        self._cipher: AESGCM | None = AESGCM(material) if cache_schedule else None
+        self._handle: KeyHandle | None = store.put(material, label=label)
         self.created = created
         self.revoked = revoked
+        #: When the cache last told its eviction policy this key was used (sampled, so a hot
+        #: key costs the policy's lock once a second, not once per call).
+        self.touched = 0.0
 
     def __repr__(self) -> str:
-        return f"CryptoKey(created={self.created}, revoked={self.revoked}, material=<hidden>)"
+        return f"CryptoKey(created={self.created}, revoked={self.revoked}, material=<protected>)"
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)  # absent when __init__ refused the material
+        if handle is not None and not handle.closed:
+            handle.close()
+
+    @property
+    def cipher(self) -> AESGCM:
+        """A prepared cipher for this key (cached, or built from the store for this use)."""
+        cipher = self._cipher
+        if cipher is not None:
+            return cipher
+        handle = self._handle
+        if handle is None or handle.closed:
+            raise aead.AeadError("key has been wiped")
+        return handle.use(AESGCM)
 
     def seal(self, plaintext: aead.Buffer) -> bytes:
         """Seal ``plaintext`` (a child key or data) under this key."""
-        if self._cipher is None:
-            raise aead.AeadError("key has been wiped")
-        return aead.seal_with(self._cipher, plaintext)
-
-    def open(self, sealed: aead.Buffer) -> bytes:
-        if self._cipher is None:
-            raise aead.AeadError("key has been wiped")
-        return aead.open_with(self._cipher, sealed)
+        return aead.seal_with(self.cipher, plaintext)
 
     def open_key(self, sealed: aead.Buffer) -> bytearray:
-        """Open a wrapped child key into a wipeable buffer."""
-        return bytearray(self.open(sealed))
+        """Open a wrapped 32-byte child key straight into a wipeable buffer."""
+        if len(sealed) != _WRAPPED_KEY_SIZE:
+            raise aead.AeadError("a wrapped key must be 60 bytes")
+        view = memoryview(sealed)
+        out = bytearray(aead.KEY_SIZE)
+        try:
+            if HAS_DECRYPT_INTO:
+                self.cipher.decrypt_into(view[-12:], view[:-12], None, out)
+            else:
+                decrypt_into_with(self.cipher, view[-12:], view[:-12], out)
+        except InvalidTag:
+            raise aead.AeadError("authentication failed") from None
+        return out
 
     def wipe(self) -> None:
+        """Forget the prepared cipher and wipe the stored material."""
         self._cipher = None
-        wipe(self._material)
+        handle, self._handle = self._handle, None
+        if handle is not None and not handle.closed:
+            handle.close()

@@ -76,6 +76,15 @@ class _Dispatcher:
 DISPATCH = _Dispatcher()
 
 
+class _MetricsSwitch:
+    """A plain flag the hot path reads instead of calling a function."""
+
+    on = False
+
+
+METRICS = _MetricsSwitch()
+
+
 def metrics_enabled() -> bool:
     return DISPATCH.metrics_hook is not None
 
@@ -115,6 +124,7 @@ def set_metrics_hook(hook: Hook | None) -> None:
     if hook is not None and not callable(hook):
         raise TypeError("metrics hook must be callable or None")
     DISPATCH.metrics_hook = hook
+    METRICS.on = hook is not None
 
 
 def set_log_hook(hook: Hook | None) -> None:

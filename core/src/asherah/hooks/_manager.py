@@ -54,8 +54,10 @@ class Hooks:
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
-        self._external_timing = self._has_external(pm.hook.asherah_crypto_timing)
-        self._external_cache = self._has_external(pm.hook.asherah_cache_event)
+        #: Whether a non-built-in plugin listens to the two hot-path hooks (plain attributes,
+        #: read on every encrypt and decrypt).
+        self.external_timing = self._has_external(pm.hook.asherah_crypto_timing)
+        self.external_cache = self._has_external(pm.hook.asherah_cache_event)
 
     def _has_external(self, hook: pluggy.HookCaller) -> bool:
         return any(
@@ -66,11 +68,11 @@ class Hooks:
     # pays one attribute read; the compatibility metrics hook can be set at any time.
     @property
     def timing_enabled(self) -> bool:
-        return self._external_timing or _observe.metrics_enabled()
+        return self.external_timing or _observe.METRICS.on
 
     @property
     def cache_hits_enabled(self) -> bool:
-        return self._external_cache or _observe.metrics_enabled()
+        return self.external_cache or _observe.METRICS.on
 
     def _call(self, hook: pluggy.HookCaller, **kwargs: Any) -> None:
         for impl in hook.get_hookimpls():

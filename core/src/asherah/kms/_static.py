@@ -23,6 +23,11 @@ _log = logging.getLogger("asherah.kms.static")
 _warned = threading.Event()
 
 ENV_VAR = "STATIC_MASTER_KEY_HEX"
+#: The reference's public test key (ASCII "thisIsAStaticMasterKeyForTesting"), used by
+#: ``KMS = "test-debug-static"`` when no key is configured. Never a secret.
+TEST_DEBUG_STATIC_MASTER_KEY_HEX = (
+    "746869734973415374617469634d61737465724b6579466f7254657374696e67"
+)
 
 
 class StaticKmsOptions(BaseModel):
@@ -91,6 +96,8 @@ class StaticKeyManagementService(KeyManagementService):
             text, source = _read_key_file(options.master_key_file), str(options.master_key_file)
         else:
             text, source = os.environ.get(ENV_VAR, ""), ENV_VAR
+        if not text and getattr(context.config, "kms", None) == "test-debug-static":
+            text, source = TEST_DEBUG_STATIC_MASTER_KEY_HEX, "TEST_DEBUG_STATIC_MASTER_KEY_HEX"
         if not text:
             raise ConfigError(
                 "StaticMasterKeyHex (or the STATIC_MASTER_KEY_HEX environment variable) "
