@@ -116,5 +116,12 @@ def _metastore_from_env(env: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigError("Metastore=rdbms requires POSTGRES_URL or MYSQL_URL to be set")
         return {"metastore": "rdbms", "connection_string": url}
     if env.get("MYSQL_URL"):
-        return {"metastore": "rdbms", "connection_string": env["MYSQL_URL"]}
+        out = {"metastore": "rdbms", "connection_string": env["MYSQL_URL"]}
+        tls = env.get("MYSQL_TLS_MODE", "").strip().lower()
+        if tls:
+            # The reference: "false" = no TLS, "skip-verify" = TLS without verification,
+            # anything else = verified TLS.
+            mode = {"false": "disable", "skip-verify": "require"}.get(tls, "verify-full")
+            out["metastore_options"] = {"tls_mode": mode}
+        return out
     return {"metastore": "memory"}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import json
 import os
@@ -91,6 +92,31 @@ def decrypt_bytes(partition_id: str, data_row_record: str | bytes) -> bytes:
 
 def decrypt_string(partition_id: str, data_row_record: str | bytes) -> str:
     return _STATE.session(partition_id).decrypt_text(data_row_record)
+
+
+async def encrypt_bytes_async(partition_id: str, data: bytes | bytearray | memoryview) -> str:
+    return await _STATE.session(partition_id).encrypt_bytes_async(data)
+
+
+async def encrypt_string_async(partition_id: str, text: str) -> str:
+    return await _STATE.session(partition_id).encrypt_text_async(text)
+
+
+async def decrypt_bytes_async(partition_id: str, data_row_record: str | bytes) -> bytes:
+    return await _STATE.session(partition_id).decrypt_bytes_async(data_row_record)
+
+
+async def decrypt_string_async(partition_id: str, data_row_record: str | bytes) -> str:
+    return await _STATE.session(partition_id).decrypt_text_async(data_row_record)
+
+
+async def setup_async(config: Config | Mapping[str, Any]) -> None:
+    """:func:`setup` off the event loop (building drivers may do I/O)."""
+    await asyncio.get_running_loop().run_in_executor(None, setup, config)
+
+
+async def shutdown_async() -> None:
+    await asyncio.get_running_loop().run_in_executor(None, shutdown)
 
 
 def setenv(env: Mapping[str, Any] | str) -> None:
