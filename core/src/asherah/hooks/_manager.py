@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import logging
 import os
+import sys
 from typing import Any
 
 import pluggy
@@ -40,13 +43,23 @@ def create_plugin_manager(extra_plugins: list[object] | None = None) -> pluggy.P
             if name not in blocked:
                 pm.register(plugin_class(), name=name)
         if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in _TRUE:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            for entry_point in _hook_entry_points(tuple(sys.path)):
+                if not pm.is_blocked(entry_point.name) and pm.get_plugin(entry_point.name) is None:
+                    pm.register(entry_point.load(), name=entry_point.name)
         for plugin in extra_plugins or ():
             pm.register(plugin)
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise DriverLoadError(f"hook plugin {exc.plugin!r} is invalid: {exc}") from None
     return pm
+
+
+@functools.lru_cache(maxsize=8)
+def _hook_entry_points(path: tuple[str, ...]) -> tuple[importlib.metadata.EntryPoint, ...]:
+    """The ``asherah.hooks`` entry points, scanned once per ``sys.path`` (the scan reads every
+    installed distribution's metadata and costs milliseconds per factory otherwise)."""
+    del path  # only the cache key
+    return tuple(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
 class Hooks:
