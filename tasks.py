@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -52,6 +53,13 @@ def _install_stamp() -> str:
     return digest.hexdigest()
 
 
+def _with_all_extras(plugin: Path) -> str:
+    """``path[extra1,extra2]`` so a plugin's driver libraries (psycopg, PyMySQL) come too."""
+    project = tomllib.loads((plugin / "pyproject.toml").read_text())["project"]
+    extras = sorted(project.get("optional-dependencies", {}))
+    return f"{plugin}[{','.join(extras)}]" if extras else str(plugin)
+
+
 def setup() -> None:
     """Idempotent: a second run with nothing changed costs a second."""
     stamp_file = VENV / ".asherah-installed"
@@ -62,9 +70,9 @@ def setup() -> None:
         run(sys.executable, "-m", "venv", VENV)
     pip = [PY, "-m", "pip", "--disable-pip-version-check", "-q"]
     run(*pip, "install", "--upgrade", "pip")
-    editables: list[str | Path] = ["-e", CORE]
+    editables: list[str | Path] = ["-e", f"{CORE}[testing,yaml]"]
     for plugin in PLUGINS:
-        editables += ["-e", plugin]
+        editables += ["-e", _with_all_extras(plugin)]
     run(*pip, "install", "-r", ROOT / "requirements-dev.txt", *editables)
     if REFERENCE.exists():
         shutil.rmtree(REFERENCE)
