@@ -124,3 +124,18 @@ def test_partition_named_like_a_suffixed_id_cannot_read_it(
     # Nor through a metastore lookup by a factory with nothing cached.
     with SessionFactory(config) as cold, pytest.raises(DecryptionError):
         cold.get_session("a").decrypt_bytes(theirs)
+
+
+def test_list_rows_for_operator_tools(ddb: DynamoDBLocal, table: str, service: str) -> None:
+    """``asherah keys list`` scans by id prefix; rows come back decoded and ordered."""
+    with SessionFactory(session_config(ddb.endpoint, service)) as factory:
+        for partition in ("alice", "bob"):
+            factory.get_session(partition).encrypt_bytes(b"x")
+        metastore = factory.metastore
+        ids = [key_id for key_id, _, _ in metastore.list_rows(f"_IK_alice_{service}")]
+        assert ids == [f"_IK_alice_{service}_prod"]
+        system = list(metastore.list_rows(f"_SK_{service}_prod"))
+        assert len(system) == 1
+        assert system[0][2].parent_key_meta is None
+        everything = {key_id for key_id, _, _ in metastore.list_rows()}
+        assert {f"_IK_alice_{service}_prod", f"_IK_bob_{service}_prod"} <= everything

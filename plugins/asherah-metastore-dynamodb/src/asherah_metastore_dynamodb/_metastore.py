@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any, Self
 
 import botocore.exceptions
@@ -147,6 +148,26 @@ class DynamoDBMetastore(Metastore):
             self._client.put_item(TableName=self.table_name, Item=to_item(key_id, created, record))
         except _BOTO_ERRORS as exc:
             raise _error("PutItem (upsert)", where, exc) from exc
+
+    def list_rows(self, key_id_prefix: str = "") -> Iterator[tuple[str, int, EnvelopeKeyRecord]]:
+        """Every row whose id starts with the prefix, for ``asherah keys list``: a paginated,
+        consistent Scan (operator tooling; the engine never scans)."""
+        where = _where(self.table_name, key_id_prefix or "*")
+        request: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True}
+        if key_id_prefix:
+            request["FilterExpression"] = "begins_with(Id, :prefix)"
+            request["ExpressionAttributeValues"] = {":prefix": {"S": key_id_prefix}}
+        rows = []
+        try:
+            for page in self._client.get_paginator("scan").paginate(**request):
+                for item in page.get("Items", []):
+                    key_id, created = item["Id"]["S"], int(item["Created"]["N"])
+                    rows.append(
+                        (key_id, created, from_item(item, _where(self.table_name, key_id, created)))
+                    )
+        except _BOTO_ERRORS as exc:
+            raise _error("Scan", where, exc) from exc
+        return iter(sorted(rows, key=lambda row: (row[0], row[1])))
 
     def region_suffix(self) -> str | None:
         return self._region if self._suffix_requested else None
