@@ -100,7 +100,7 @@ def lint() -> None:
 
 
 def types() -> None:
-    run(BIN / "mypy", CORE / "src", ROOT / "benchmarks")
+    run(BIN / "mypy", CORE / "src", ROOT / "benchmarks", *(p / "src" for p in PLUGINS))
 
 
 def pytest(*args: str) -> None:
