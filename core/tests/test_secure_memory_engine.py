@@ -60,10 +60,15 @@ PR_GET_DUMPABLE = 3
 def dumpable():
     return libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
 
-# Start from a process that *would* dump core, so the test can fail.
-_, hard = resource.getrlimit(resource.RLIMIT_CORE)
-soft = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
-resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+# Start from a process that *would* dump core, so the test can fail. The parent (pytest) may
+# already be hardened by an earlier factory, and children inherit RLIMIT_CORE = 0/0: raise the
+# hard limit again (root may), else use what the hard limit allows.
+try:
+    resource.setrlimit(resource.RLIMIT_CORE, (1 << 20, 1 << 20))
+except (ValueError, OSError):
+    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    soft = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
+    resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
 before = {"core": resource.getrlimit(resource.RLIMIT_CORE), "dumpable": dumpable()}
 
 config = {"ServiceName": "svc", "ProductID": "prod", "Metastore": "memory", "KMS": "static",

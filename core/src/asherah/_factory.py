@@ -219,7 +219,7 @@ class SessionFactory:
         )
 
     def _on_memory_event(self, kind: str, label: object) -> None:
-        self.hooks.cache_event("secure-memory", kind, "exact", str(label))
+        self.hooks.cache_event("secure-memory", kind, "exact", "" if label is None else str(label))
 
     async def __aenter__(self) -> SessionFactory:
         return self

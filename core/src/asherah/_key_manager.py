@@ -316,7 +316,7 @@ class KeyManager:
                 cached = self.system_keys.exact(sk_id, record.created)
                 if cached is not None:
                     return cached
-                key = self._unwrap_system(record)
+                key = self._unwrap_system(sk_id, record)
                 self.hooks.key_event("loaded", "system", sk_id, key.created)
                 return key
             replacing = None if record is None else record.created
@@ -461,14 +461,14 @@ class KeyManager:
             record = self.metastore.load(meta.key_id, meta.created)
             if record is None:
                 raise error(f"system key not found: id={meta.key_id} created={meta.created}")
-            key = cache.put(meta.key_id, self._unwrap_system(record))
+            key = cache.put(meta.key_id, self._unwrap_system(meta.key_id, record))
             cache.mark_checked(meta.key_id, meta.created, self.clock())
             return key
 
-    def _unwrap_system(self, record: EnvelopeKeyRecord) -> CryptoKey:
+    def _unwrap_system(self, sk_id: str, record: EnvelopeKeyRecord) -> CryptoKey:
         material = self.kms.decrypt_key(record.encrypted_key)
         if len(material) != KEY_SIZE:
             size = len(material)
             wipe(material)
             raise KmsError(f"KMS returned a system key of {size} bytes, expected {KEY_SIZE}")
-        return self._new_key(material, record.created, bool(record.revoked), "system")
+        return self._new_key(material, record.created, bool(record.revoked), sk_id)

@@ -37,8 +37,10 @@ def asherah_key_event(
 def asherah_cache_event(cache: str, event: str, lookup: str, key_id: str) -> None:
     """A key cache lookup or change.
 
-    ``cache`` is ``system`` or ``intermediate``; ``event`` is ``hit``, ``miss``, ``stale``,
-    ``load`` or ``eviction``; ``lookup`` is ``latest`` (encrypt) or ``exact`` (decrypt).
+    ``cache`` is ``system``, ``intermediate``, ``session`` or ``secure-memory`` (the key store's
+    tiers); ``event`` is ``hit``, ``miss``, ``stale``, ``load`` or ``eviction``, and for
+    ``secure-memory`` also ``promotion``, ``overflow`` and ``fallback``; ``lookup`` is ``latest``
+    (encrypt) or ``exact`` (decrypt).
     """
 
 

@@ -12,11 +12,13 @@ import threading
 from pathlib import Path
 from typing import Any, Self
 
+from cryptography.exceptions import InvalidTag
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from asherah._driver_context import DriverContext
 from asherah._errors import ConfigError, KmsError
 from asherah.hazmat import aead
+from asherah.hazmat.memory import decrypt_into_with
 from asherah.kms._base import Buffer, KeyManagementService
 
 _log = logging.getLogger("asherah.kms.static")
@@ -119,7 +121,13 @@ class StaticKeyManagementService(KeyManagementService):
             raise KmsError(f"static KMS encrypt_key failed: {exc}") from None
 
     def decrypt_key(self, blob: bytes) -> bytearray:
+        # Straight into a wipeable buffer: no immutable ``bytes`` copy of the system key.
+        if len(blob) != aead.KEY_SIZE + aead.OVERHEAD:
+            raise KmsError("static KMS decrypt_key failed: a wrapped key must be 60 bytes")
+        view = memoryview(blob)
+        out = bytearray(aead.KEY_SIZE)
         try:
-            return bytearray(aead.open_with(self._cipher, blob))
-        except aead.AeadError as exc:
-            raise KmsError(f"static KMS decrypt_key failed: {exc}") from None
+            decrypt_into_with(self._cipher, view[-aead.NONCE_SIZE :], view[: -aead.NONCE_SIZE], out)
+        except InvalidTag:
+            raise KmsError("static KMS decrypt_key failed: authentication failed") from None
+        return out
