@@ -18,6 +18,7 @@ import pytest
 
 import asherah
 from asherah import SessionFactory
+from testsupport.hardening_probe import HARDENING_RESULT
 
 KEY_HEX = "3f" * 32
 
@@ -50,41 +51,11 @@ def run_child(script: str, *args: str) -> dict[str, Any]:
 
 # -- 1. process hardening ----------------------------------------------------------------------
 
-HARDENING_CHILD = """
-import ctypes, json, resource
-from asherah import SessionFactory
 
-libc = ctypes.CDLL(None, use_errno=True)
-PR_GET_DUMPABLE = 3
-
-def dumpable():
-    return libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
-
-# Start from a process that *would* dump core, so the test can fail. The parent (pytest) may
-# already be hardened by an earlier factory, and children inherit RLIMIT_CORE = 0/0: raise the
-# hard limit again (root may), else use what the hard limit allows.
-try:
-    resource.setrlimit(resource.RLIMIT_CORE, (1 << 20, 1 << 20))
-except (ValueError, OSError):
-    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
-    soft = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
-    resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
-before = {"core": resource.getrlimit(resource.RLIMIT_CORE), "dumpable": dumpable()}
-
-config = {"ServiceName": "svc", "ProductID": "prod", "Metastore": "memory", "KMS": "static",
-          "StaticMasterKeyHex": "3f" * 32}
-with SessionFactory(config) as factory, factory.get_session("p") as session:
-    works = session.decrypt_bytes(session.encrypt_bytes(b"data")) == b"data"
-after = {"core": resource.getrlimit(resource.RLIMIT_CORE), "dumpable": dumpable()}
-with SessionFactory(config):  # a second start is harmless (idempotent)
-    pass
-again = {"core": resource.getrlimit(resource.RLIMIT_CORE), "dumpable": dumpable()}
-print(json.dumps({"before": before, "after": after, "again": again, "works": works}))
-"""
-
-
-def test_factory_start_turns_core_dumps_and_dumpable_off() -> None:
-    result = run_child(HARDENING_CHILD)
+def test_factory_start_turns_core_dumps_and_dumpable_off(request: pytest.FixtureRequest) -> None:
+    # Probed at session start (testsupport.hardening_probe): once any factory has hardened this
+    # pytest process, children inherit RLIMIT_CORE = 0/0 and cannot raise it again.
+    result = request.config.stash[HARDENING_RESULT]
     assert result["before"]["core"] != [0, 0]
     assert result["before"]["dumpable"] == 1
     assert result["after"] == {"core": [0, 0], "dumpable": 0}
