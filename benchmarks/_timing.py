@@ -11,6 +11,7 @@ The garbage collector is paused while timing and run between rounds, as ``timeit
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import statistics
 from collections.abc import Callable, Sequence
@@ -79,19 +80,49 @@ def _one_round(subject: Subject, ops: int, cursor: int, overhead: float) -> floa
     return max(statistics.median(samples) - overhead, 0.0)
 
 
+#: Runs one round of one subject: ``(subject, ops, cursor, timer overhead ns) -> median ns``.
+RoundRunner = Callable[[Subject, int, int, float], float]
+
+
+async def _one_round_async(subject: Subject, ops: int, cursor: int, overhead: float) -> float:
+    call, args = subject.call, subject.args
+    count = len(args)
+    samples = [0] * ops
+    for i in range(ops):
+        arg = args[(cursor + i) % count]
+        start = perf_counter_ns()
+        await call(arg)  # type: ignore[misc]
+        samples[i] = perf_counter_ns() - start
+    return max(statistics.median(samples) - overhead, 0.0)
+
+
+def async_rounds(loop: asyncio.AbstractEventLoop) -> RoundRunner:
+    """A round runner for subjects whose call returns an awaitable: each call is awaited on
+    ``loop`` and timed from the call to the end of the await (what an awaiting task sees)."""
+
+    def run(subject: Subject, ops: int, cursor: int, overhead: float) -> float:
+        return loop.run_until_complete(_one_round_async(subject, ops, cursor, overhead))
+
+    return run
+
+
 def interleaved(
-    subjects: Sequence[Subject], ops: int, rounds: int, warmup: int | None = None
+    subjects: Sequence[Subject],
+    ops: int,
+    rounds: int,
+    warmup: int | None = None,
+    runner: RoundRunner = _one_round,
 ) -> dict[str, Measurement]:
     """Time ``subjects`` against each other; returns a measurement per subject name.
 
     ``warmup`` untimed calls per subject (default: one round's worth) come first, so caches,
-    the allocator and the page tables are in their steady state.
+    the allocator and the page tables are in their steady state. ``runner`` times one round
+    (:func:`async_rounds` for coroutines).
     """
     warmup = max(4, ops) if warmup is None else warmup
     overhead = timer_overhead_ns()
-    for subject in subjects:
-        for i in range(warmup):
-            subject.call(subject.args[i % len(subject.args)])
+    for subject in subjects if warmup else ():
+        runner(subject, warmup, 0, overhead)
     per_round: dict[str, list[float]] = {s.name: [] for s in subjects}
     cursor = warmup
     enabled = gc.isenabled()
@@ -103,7 +134,7 @@ def interleaved(
             if (r // len(subjects)) % 2:
                 order.reverse()
             for subject in order:
-                per_round[subject.name].append(_one_round(subject, ops, cursor, overhead))
+                per_round[subject.name].append(runner(subject, ops, cursor, overhead))
             cursor += ops
             gc.collect()
     finally:
