@@ -12,13 +12,21 @@ row keys never become a ``CryptoKey``: they live in a ``bytearray`` for one call
 from __future__ import annotations
 
 import atexit
+import contextlib
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from asherah.hazmat import aead
-from asherah.hazmat.memory import KeyHandle, KeyStore, decrypt_into_with, random_key, wipe
+from asherah.hazmat.memory import (
+    KeyHandle,
+    KeyStore,
+    SecureMemoryError,
+    decrypt_into_with,
+    random_key,
+    wipe,
+)
 from asherah.hazmat.memory._aead import HAS_DECRYPT_INTO
 
 _WRAPPED_KEY_SIZE = aead.KEY_SIZE + aead.OVERHEAD
@@ -105,7 +113,10 @@ class CryptoKey:
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)  # absent when __init__ refused the material
         if handle is not None and not handle.closed:
-            handle.close()
+            # The store may already be closed (factory closed first, or interpreter exit):
+            # then it has wiped everything, and there is nothing left to do here.
+            with contextlib.suppress(SecureMemoryError):
+                handle.close()
 
     @property
     def cipher(self) -> AESGCM:
