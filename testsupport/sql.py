@@ -12,7 +12,6 @@ fixture fails loudly instead of skipping.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,8 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
+
+from testsupport._process import free_port
 
 ServerKind = Literal["postgres", "mysql"]
 
@@ -117,14 +118,6 @@ def temporary_database(kind: ServerKind, prefix: str = "asherah_test") -> Iterat
             else:
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted}"))
         admin.dispose()
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 __all__ = [

@@ -1,0 +1,107 @@
+"""What every service launcher shares: a free loopback port, one child server process in its
+own session with its output in a log file, waiting until it answers, and stopping it by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+STOP_TIMEOUT_S = 10.0
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (bind port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """Base of the launchers: owns the child process; subclasses say how to start and probe."""
+
+    log_path: Path
+    port: int
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _launch(self, cmd: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> None:
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+            )
+
+    def _await_ready(
+        self,
+        ready: Callable[[], bool],
+        timeout: float,
+        interval: float,
+        error: type[Exception],
+        name: str,
+        exit_hint: str = "",
+    ) -> None:
+        """Poll ``ready`` until it is true; raise ``error`` with the log tail if the process
+        exits first or stays silent past ``timeout`` (then stop it)."""
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._proc = None
+                raise error(
+                    f"{name} exited with code {code} on port {self.port}{exit_hint}:\n"
+                    f"{self._tail()}"
+                )
+            if ready():
+                return
+            time.sleep(interval)
+        self.stop()
+        raise error(
+            f"{name} did not answer on port {self.port} within {timeout:.0f} s:\n{self._tail()}"
+        )
+
+    def stop(self) -> None:
+        """Terminate this server by its PID (then kill it if it lingers). Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.kill(proc.pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT_S)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections open but nothing answers, like a hung host."""
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGCONT)
+
+    def _tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
