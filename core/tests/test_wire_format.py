@@ -69,11 +69,12 @@ def fixed_random(
     monkeypatch.setattr(aead, "os", fake_os)
     monkeypatch.setattr(_keys, "new_key_material", lambda: bytearray(urandom(aead.KEY_SIZE)))
 
-    def fill_random(buffer: bytearray) -> None:
+    def read_random_into(buffer: bytearray) -> int:
         # The encrypt path reads its data-row key and both nonces in one go.
         buffer[:] = urandom(aead.KEY_SIZE) + urandom(aead.NONCE_SIZE) + urandom(aead.NONCE_SIZE)
+        return len(buffer)
 
-    monkeypatch.setattr(_keys, "fill_random", fill_random)
+    monkeypatch.setattr(_keys, "read_random_into", read_random_into)
 
 
 @pytest.mark.parametrize(("key", "ct", "tag", "nonce", "pt"), NIST_KATS)

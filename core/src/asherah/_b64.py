@@ -30,10 +30,13 @@ def decode(text: str) -> bytes:
         out: bytes = pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("invalid base64") from exc
-    if text and text[-1] == "=":
-        if text[-2] == "=":
-            if text[-3] in _BAD_BEFORE_TWO_PADS:
-                raise ValueError("base64 has non-zero trailing bits")
-        elif text[-2] in _BAD_BEFORE_ONE_PAD:
-            raise ValueError("base64 has non-zero trailing bits")
+    if text[-1:] == "=" and nonzero_trailing_bits(text):
+        raise ValueError("base64 has non-zero trailing bits")
     return out
+
+
+def nonzero_trailing_bits(text: str) -> bool:
+    """Whether padded base64 ``text`` (ending in "=") sets bits its padding says are unused."""
+    if text[-2] == "=":
+        return text[-3] in _BAD_BEFORE_TWO_PADS
+    return text[-2] in _BAD_BEFORE_ONE_PAD

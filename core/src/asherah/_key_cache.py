@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -25,7 +25,8 @@ from asherah._keys import CryptoKey
 from asherah.cache._policies import EvictionPolicy, NeverEvict
 
 ExactKey = tuple[str, int]
-_TOUCH_EVERY_S = 1.0
+#: A hot key tells its eviction policy it was used at most once per this many seconds.
+TOUCH_EVERY_S = 1.0
 
 
 @dataclass(slots=True)
@@ -36,6 +37,12 @@ class LatestEntry:
     fresh_until: float
     valid_until: float
     refreshing: bool = False
+    #: ``min(fresh_until, valid_until)``: until when encrypt may use the key without a look
+    #: at the metastore (one comparison on the hot path).
+    serve_until: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.serve_until = min(self.fresh_until, self.valid_until)
 
 
 class KeyCache:
@@ -49,8 +56,11 @@ class KeyCache:
         policy: EvictionPolicy | None = None,
         jitter: float = 0.1,
         on_evict: Callable[[ExactKey], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
+        #: Samples :meth:`touch` (the engine's clock, so a hot path can pass the time it read).
+        self.clock = clock
         self.ttl_s = ttl_s
         self.expire_after_s = expire_after_s
         self.jitter = jitter
@@ -59,6 +69,10 @@ class KeyCache:
         self._on_evict = on_evict
         self._exact: dict[ExactKey, CryptoKey] = {}
         self._latest: dict[str, LatestEntry] = {}
+        #: Read-only views for the session hot paths (a dict lookup, not a method call);
+        #: the same objects for the cache's whole life (``clear`` empties them in place).
+        self.exact_entries: Mapping[ExactKey, CryptoKey] = self._exact
+        self.latest_entries: Mapping[str, LatestEntry] = self._latest
         # When each exact entry's row was last read (only consulted under
         # deny_revoked_on_decrypt, which re-reads revocation once per interval).
         self._checked: dict[ExactKey, float] = {}
@@ -76,11 +90,12 @@ class KeyCache:
     def latest(self, key_id: str) -> LatestEntry | None:
         return self._latest.get(key_id)
 
-    def touch(self, key_id: str, key: CryptoKey) -> None:
+    def touch(self, key_id: str, key: CryptoKey, now: float | None = None) -> None:
         """Tell the eviction policy ``key`` was used; sampled to once a second per key."""
         if self.tracks_use:
-            now = time.monotonic()
-            if now - key.touched >= _TOUCH_EVERY_S:
+            if now is None:
+                now = self.clock()
+            if now - key.touched >= TOUCH_EVERY_S or now < key.touched:
                 key.touched = now
                 with self._guard:
                     self._policy.touch((key_id, key.created))
@@ -124,6 +139,7 @@ class KeyCache:
     def recheck_later(self, entry: LatestEntry, now: float) -> None:
         """A reload failed: keep serving the stale key and try again after one interval."""
         entry.fresh_until = now + self._ttl()
+        entry.serve_until = min(entry.fresh_until, entry.valid_until)
         entry.refreshing = False
 
     def claim_refresh(self, entry: LatestEntry) -> bool:

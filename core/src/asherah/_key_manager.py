@@ -103,6 +103,7 @@ class KeyManager:
             system_key_policy,
             ttl_jitter,
             self._evicted("system"),
+            clock,
         )
         self.intermediate_keys = KeyCache(
             "intermediate",
@@ -111,6 +112,7 @@ class KeyManager:
             intermediate_key_policy,
             ttl_jitter,
             self._evicted("intermediate"),
+            clock,
         )
         # The parent SK of each cached IK, so deny_revoked_on_decrypt can honour an SK
         # revocation without folding it into the IK's own flag (which encrypt relies on).
@@ -127,6 +129,7 @@ class KeyManager:
             capacity_policy,
             self.ttl_jitter,
             view._evicted("intermediate"),
+            self.clock,
         )
         view._parents = {}
         return view
@@ -187,7 +190,7 @@ class KeyManager:
         now = self.clock()
         if now < entry.fresh_until and now < entry.valid_until and not key.revoked:
             if cache.tracks_use:
-                cache.touch(ik_id, key)
+                cache.touch(ik_id, key, now)
             if self.hooks.external_cache or _observe.METRICS.on:
                 self.hooks.cache_event("intermediate", "hit", "latest", ik_id)
             return key

@@ -56,33 +56,37 @@ def _open_urandom() -> Callable[[], bytearray]:
 new_key_material = _open_urandom()
 
 
-def _open_urandom_into() -> Callable[[bytearray], None]:
+def _open_urandom_into() -> Callable[[bytearray], int | None]:
     try:
         device = open("/dev/urandom", "rb", buffering=0)  # noqa: SIM115 - lives with the process
     except OSError:
         from asherah.hazmat.memory import random_fill
 
-        return random_fill
-    atexit.register(device.close)
-
-    def fill(buffer: bytearray) -> None:
-        if device.readinto(buffer) != len(buffer):
-            from asherah.hazmat.memory import random_fill
-
+        def fill(buffer: bytearray) -> int:
             random_fill(buffer)
+            return len(buffer)
 
-    return fill
+        return fill
+    atexit.register(device.close)
+    return device.readinto
 
 
-#: Fill a buffer with fresh randomness in one read (the encrypt path takes its data-row key
-#: and both nonces from one 56-byte read).
-fill_random = _open_urandom_into()
+#: Fill a buffer with fresh randomness in one read and return how many bytes were read (the
+#: encrypt path takes its data-row key and both nonces from one 56-byte read, and treats a
+#: short count as an error). The device's own ``readinto``: no Python frame in between.
+read_random_into = _open_urandom_into()
+
+
+def fill_random(buffer: bytearray) -> None:
+    """Fill ``buffer`` with fresh randomness, or raise."""
+    if read_random_into(buffer) != len(buffer):
+        raise OSError("short read from the system random source")
 
 
 class CryptoKey:
     """An unwrapped SK or IK with its ``Created`` second and revocation flag."""
 
-    __slots__ = ("__weakref__", "_cipher", "_handle", "created", "revoked", "touched")
+    __slots__ = ("__weakref__", "_handle", "created", "prepared", "revoked", "touched")
 
     def __init__(
         self,
@@ -99,7 +103,9 @@ class CryptoKey:
             size = len(material)
             wipe(material)
             raise aead.AeadError(f"invalid key size {size}, must be {aead.KEY_SIZE} bytes")
-        self._cipher: AESGCM | None = AESGCM(material) if cache_schedule else None
+        #: The cached cipher (``None`` when schedules are not cached or the key was wiped); the
+        #: session's hot path reads it directly.
+        self.prepared: AESGCM | None = AESGCM(material) if cache_schedule else None
         self._handle: KeyHandle | None = store.put(material, label=label)
         self.created = created
         self.revoked = revoked
@@ -121,7 +127,7 @@ class CryptoKey:
     @property
     def cipher(self) -> AESGCM:
         """A prepared cipher for this key (cached, or built from the store for this use)."""
-        cipher = self._cipher
+        cipher = self.prepared
         if cipher is not None:
             return cipher
         handle = self._handle
@@ -150,7 +156,7 @@ class CryptoKey:
 
     def wipe(self) -> None:
         """Forget the prepared cipher and wipe the stored material."""
-        self._cipher = None
+        self.prepared = None
         handle, self._handle = self._handle, None
         if handle is not None and not handle.closed:
             handle.close()

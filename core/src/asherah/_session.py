@@ -13,16 +13,20 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+import pybase64
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from asherah import _b64, _keys, _observe
-from asherah._data_row import DataRow, parse_data_row
+from asherah import _keys, _observe
+from asherah._data_row import DataRow, parse_data_row, parse_fast
 from asherah._errors import AsherahError, DecryptionError, PayloadTooLargeError
+from asherah._key_cache import TOUCH_EVERY_S as _TOUCH_EVERY_S
 from asherah._key_ids import KeyIds
 from asherah._keys import CryptoKey
 from asherah._limits import MAX_PAYLOAD_BYTES
 from asherah._records import json_string
 from asherah.hazmat import aead
+from asherah.hazmat.memory._aead import HAS_DECRYPT_INTO
 
 if TYPE_CHECKING:
     from asherah._key_manager import KeyManager
@@ -38,6 +42,9 @@ _SEAL_INTO_FROM = 16 * 1024
 #: API even when keys are cached: AES over them takes long enough to stall an event loop, and
 #: ``cryptography`` releases the GIL while it works.
 ASYNC_INLINE_LIMIT = 256 * 1024
+_METRICS = _observe.METRICS
+_monotonic = time.monotonic
+_b64encode = pybase64.b64encode_as_string
 
 
 class Session:
@@ -47,10 +54,17 @@ class Session:
     __slots__ = (
         "_clock",
         "_closed",
+        "_exact",
+        "_fast",
+        "_fast_decrypt",
         "_ids",
+        "_ik_cache",
+        "_ik_id",
         "_key_id_json",
         "_keys",
+        "_latest",
         "_on_close",
+        "_quiet",
         "partition",
     )
 
@@ -70,6 +84,16 @@ class Session:
         self._key_id_json = key_id_json or json_string(ids.intermediate_key_id)
         self._closed = False
         self._on_close = on_close
+        # The hot paths read the factory's IK cache directly (see ``encrypt_bytes``).
+        self._ik_id = ids.intermediate_key_id
+        self._ik_cache = keys.intermediate_keys
+        self._latest = keys.intermediate_keys.latest_entries
+        self._exact = keys.intermediate_keys.exact_entries
+        #: No external hook listens to per-call events (the metrics flag is read per call).
+        self._quiet = not (keys.hooks.external_timing or keys.hooks.external_cache)
+        self._fast_decrypt = HAS_DECRYPT_INTO and not keys.policy.deny_revoked_on_decrypt
+        #: Open and unobserved: the encrypt hot path may run (cleared by ``close``).
+        self._fast = self._quiet
 
     def __repr__(self) -> str:
         return f"Session(partition={self.partition!r}, closed={self._closed})"
@@ -90,6 +114,7 @@ class Session:
         """End this session. Cached keys belong to the factory and stay until it closes."""
         if not self._closed:
             self._closed = True
+            self._fast = False
             if self._on_close is not None:
                 self._on_close(self)
 
@@ -113,54 +138,79 @@ class Session:
 
     def encrypt_bytes(self, data: bytes | bytearray | memoryview) -> str:
         """Encrypt ``data`` and return the data row record as compact JSON."""
+        # The usual case is checked inline: bytes within the limit, an open session nobody
+        # observes per call, and the latest IK cached, prepared and fresh. Anything else (a
+        # load, a stale entry, a closed factory, whose close empties the cache, hooks or
+        # metrics) goes the general way, through the key manager.
+        size = len(data) if type(data) is bytes else -1
+        entry = self._latest.get(self._ik_id)
+        if (
+            entry is not None
+            and 0 <= size <= MAX_PAYLOAD_BYTES
+            and self._fast
+            and not _METRICS.on
+            and (cipher := entry.key.prepared) is not None
+            and (now := self._clock()) < entry.serve_until
+            and not entry.key.revoked
+        ):
+            if self._ik_cache.tracks_use and not 0.0 <= now - entry.key.touched < _TOUCH_EVERY_S:
+                self._ik_cache.touch(self._ik_id, entry.key, now)
+            return self._seal(cipher, entry.key.created, data, size, now)
+        return self._encrypt_under(data, None)
+
+    def _encrypt_under(
+        self, data: bytes | bytearray | memoryview, intermediate: CryptoKey | None
+    ) -> str:
+        """The general path: check everything, take ``intermediate`` or the latest IK from
+        the key manager (which may load, create or rotate), and time the call for observers."""
         size = self._check_plaintext(data)
         hooks = self._keys.hooks
-        started = time.perf_counter_ns() if hooks.external_timing or _observe.METRICS.on else 0
-        return self._seal(self._keys.latest_intermediate(self._ids), data, size, started)
-
-    def _seal(
-        self,
-        intermediate: CryptoKey,
-        data: bytes | bytearray | memoryview,
-        size: int,
-        started: int,
-    ) -> str:
-        # One read gives the data-row key and both nonces; the key bytes are wiped as soon as
-        # cryptography holds them in its own cipher context.
-        fresh = bytearray(_FRESH_SIZE)
-        _keys.fill_random(fresh)
-        view = memoryview(fresh)
+        started = time.perf_counter_ns() if hooks.external_timing or _METRICS.on else 0
+        if intermediate is None:
+            intermediate = self._keys.latest_intermediate(self._ids)
         try:
-            data_cipher = AESGCM(view[:32])
-            key_nonce = bytes(view[32:44])
-            sealed_key = intermediate.cipher.encrypt(key_nonce, view[:32], None) + key_nonce
+            cipher = intermediate.cipher
         except aead.AeadError:
             # Only a wiped key fails here: the factory was closed under this call.
             raise AsherahError("session factory is closed") from None
+        record = self._seal(cipher, intermediate.created, data, size, self._clock())
+        if started:
+            hooks.crypto_timing("encrypt", self.partition, size, time.perf_counter_ns() - started)
+        return record
+
+    def _seal(
+        self,
+        cipher: AESGCM,
+        key_created: int,
+        data: bytes | bytearray | memoryview,
+        size: int,
+        now: float,
+    ) -> str:
+        # One read gives the data-row key and both nonces; the nonces are cut off so the
+        # buffer holds only the key, which is wiped once cryptography holds it in its own
+        # (self-wiping) cipher context. Shrinking a bytearray in place keeps its allocation.
+        fresh = bytearray(_FRESH_SIZE)
+        if _keys.read_random_into(fresh) != _FRESH_SIZE:
+            raise AsherahError("short read from the system random source")
+        key_nonce = fresh[32:44]
+        data_nonce = fresh[44:]
+        del fresh[32:]
+        try:
+            data_cipher = AESGCM(fresh)
+            sealed_key = cipher.encrypt(key_nonce, fresh, None) + key_nonce
         finally:
-            fresh[:32] = _ZERO_KEY
-        data_nonce = bytes(view[44:])
-        view.release()
+            fresh[:] = _ZERO_KEY
         if size < _SEAL_INTO_FROM:
             sealed_data: bytes | bytearray = (
                 data_cipher.encrypt(data_nonce, data, None) + data_nonce
             )
         else:
-            sealed_data = bytearray(size + aead.OVERHEAD)
-            out = memoryview(sealed_data)
-            data_cipher.encrypt_into(data_nonce, data, None, out[: size + aead.TAG_SIZE])
-            out[size + aead.TAG_SIZE :] = data_nonce
-            out.release()
-        record = (
-            f'{{"Key":{{"Created":{int(self._clock())},"Key":"{_b64.encode(sealed_key)}",'
-            f'"ParentKeyMeta":{{"KeyId":{self._key_id_json},"Created":{intermediate.created}}}}},'
-            f'"Data":"{_b64.encode(sealed_data)}"}}'
+            sealed_data = _seal_into(data_cipher, data_nonce, data, size)
+        return (
+            f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}",'
+            f'"ParentKeyMeta":{{"KeyId":{self._key_id_json},"Created":{key_created}}}}},'
+            f'"Data":"{_b64encode(sealed_data)}"}}'
         )
-        if started:
-            self._keys.hooks.crypto_timing(
-                "encrypt", self.partition, size, time.perf_counter_ns() - started
-            )
-        return record
 
     def encrypt_text(self, text: str) -> str:
         """Encrypt the UTF-8 encoding of ``text``."""
@@ -177,12 +227,7 @@ class Session:
             keys = self._keys
             intermediate = keys.cached_intermediate(self._ids, keys.workers.submit)
             if intermediate is not None:
-                started = (
-                    time.perf_counter_ns()
-                    if keys.hooks.external_timing or (_observe.METRICS.on)
-                    else 0
-                )
-                return self._seal(intermediate, data, size, started)
+                return self._encrypt_under(data, intermediate)
         return await self._in_worker(self.encrypt_bytes, data)
 
     async def encrypt_text_async(self, text: str) -> str:
@@ -208,8 +253,37 @@ class Session:
 
     def decrypt_bytes(self, record: str | bytes | bytearray) -> bytes:
         """Decrypt a data row record (JSON text or its UTF-8 bytes) written by any Asherah."""
+        # The usual case, inline: a record of the common shape for this partition whose IK
+        # is cached and prepared, with nobody observing per-call events. Everything else,
+        # every error included, takes the general path, which names the problem.
+        if type(record) is str and self._fast_decrypt and self._quiet and not self._closed:
+            row = parse_fast(record)
+            if row is not None and not _METRICS.on:
+                wrapped, key_id, created, sealed = row
+                key = self._exact.get((key_id, created))
+                if (
+                    key is not None
+                    and (key_id == self._ik_id or self._ids.accepts_intermediate(key_id))
+                    and (cipher := key.prepared) is not None
+                ):
+                    if self._ik_cache.tracks_use and _monotonic() - key.touched >= _TOUCH_EVERY_S:
+                        self._ik_cache.touch(key_id, key)
+                    drk = bytearray(aead.KEY_SIZE)
+                    try:
+                        cipher.decrypt_into(wrapped[-12:], wrapped[:-12], None, drk)
+                        data_cipher = AESGCM(drk)
+                        # Slices copy: cheaper than memoryviews for small payloads only.
+                        view = sealed if len(sealed) < _SEAL_INTO_FROM else memoryview(sealed)
+                        return data_cipher.decrypt(view[-12:], view[:-12], None)
+                    except (InvalidTag, ValueError):
+                        pass  # the general path below raises the right error
+                    finally:
+                        drk[:] = _ZERO_KEY
+        return self._decrypt_general(record)
+
+    def _decrypt_general(self, record: str | bytes | bytearray) -> bytes:
         hooks = self._keys.hooks
-        started = time.perf_counter_ns() if hooks.external_timing or _observe.METRICS.on else 0
+        started = time.perf_counter_ns() if hooks.external_timing or _METRICS.on else 0
         row = self._parse(record)
         intermediate = self._keys.intermediate_for_decrypt(row.key_id, row.key_created)
         return self._open(intermediate, row, started)
@@ -246,9 +320,7 @@ class Session:
         the factory's worker threads."""
         if isinstance(record, str | bytes | bytearray) and len(record) < ASYNC_INLINE_LIMIT:
             keys = self._keys
-            started = (
-                time.perf_counter_ns() if keys.hooks.external_timing or (_observe.METRICS.on) else 0
-            )
+            started = time.perf_counter_ns() if keys.hooks.external_timing or _METRICS.on else 0
             row = self._parse(record)
             intermediate = keys.cached_for_decrypt(row.key_id, row.key_created)
             if intermediate is not None:
@@ -261,6 +333,18 @@ class Session:
     async def _in_worker(self, call: Callable[[A], R], arg: A) -> R:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._keys.workers.executor(), call, arg)
+
+
+def _seal_into(
+    data_cipher: AESGCM, nonce: bytearray, data: bytes | bytearray | memoryview, size: int
+) -> bytearray:
+    """Seal a large payload into one preallocated buffer (one less copy than ``+ nonce``)."""
+    sealed = bytearray(size + aead.OVERHEAD)
+    out = memoryview(sealed)
+    data_cipher.encrypt_into(nonce, data, None, out[: size + aead.TAG_SIZE])
+    out[size + aead.TAG_SIZE :] = nonce
+    out.release()
+    return sealed
 
 
 def _utf8(plaintext: bytes) -> str:

@@ -1,0 +1,164 @@
+"""The inlined encrypt and decrypt hot paths agree with the general paths they short-cut.
+
+The fast record parser must return exactly what the general parser returns, or decline (then
+the general parser decides); a session must give the same results, events and errors whether a
+call took the hot path or not; the hot path must keep the eviction policy informed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asherah import DecryptionError, SessionFactory, set_metrics_hook
+from asherah._data_row import _general, parse_data_row, parse_fast
+from asherah._errors import AsherahError
+from asherah._observe import DISPATCH
+
+from .test_bad_input import mutated_records
+
+CONFIG = {
+    "ServiceName": "svc",
+    "ProductID": "prod",
+    "Metastore": "memory",
+    "KMS": "static",
+    "StaticMasterKeyHex": "22" * 32,
+}
+
+
+@pytest.fixture(scope="module")
+def records() -> list[str]:
+    with SessionFactory(CONFIG) as factory, factory.get_session("a") as session:
+        return [session.encrypt_bytes(b"x" * size) for size in (0, 1, 2, 3, 64, 1000)]
+
+
+def _general_or_error(record: str) -> tuple[bytes, str, int, bytes] | type[Exception]:
+    try:
+        row = _general(record)
+    except DecryptionError:
+        return DecryptionError
+    return (row.wrapped_key, row.key_id, row.key_created, row.data)
+
+
+def test_fast_parser_reads_every_record_an_engine_writes(records: list[str]) -> None:
+    for record in records:
+        fast = parse_fast(record)
+        assert fast is not None
+        assert fast == _general_or_error(record)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda r: r.replace('{"Key":{', '{ "Key":{', 1),  # whitespace: general only
+        lambda r: r.replace('"Created":', '"Revoked":false,"Created":', 1),
+        lambda r: r.replace('"Created":', '"Revoked":1,"Created":', 1),  # wrong type
+        lambda r: r.replace('"Created":', '"Created":9223372036854775808,"x":', 1),
+        lambda r: r[:-3] + 'B"}',  # non-zero trailing bits before the padding
+        lambda r: r[:-2] + '="}',  # bad length
+        lambda r: r.replace('"Key":"', '"Key":"A', 1),  # wrapped key of 81 characters
+        lambda r: r.replace('"KeyId":"', '"KeyId":"' + "k" * 2000, 1),  # long id: slow way
+        lambda r: r.replace(',"Data":"', ',"Data":"x', 1),
+        lambda r: r.replace('"}', '"', 1),
+    ],
+)
+def test_fast_parser_declines_or_agrees_on_edge_cases(records: list[str], edit: Any) -> None:
+    record = edit(records[2])  # two data bytes: the Data field ends in one "="
+    fast = parse_fast(record)
+    expected = _general_or_error(record)
+    if fast is not None:
+        assert fast == expected
+    if expected is DecryptionError:
+        assert fast is None
+        with pytest.raises(DecryptionError):
+            parse_data_row(record)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_fast_parser_never_disagrees_with_the_general_one(data: st.DataObject) -> None:
+    with SessionFactory(CONFIG) as factory, factory.get_session("a") as session:
+        record = session.encrypt_bytes(data.draw(st.binary(max_size=40)))
+    mutated = data.draw(mutated_records(record))
+    if not isinstance(mutated, str):
+        return
+    fast = parse_fast(mutated)
+    if fast is not None:
+        assert fast == _general_or_error(mutated)
+
+
+def test_hot_and_general_paths_give_the_same_answers(records: list[str]) -> None:
+    events: list[dict[str, Any]] = []
+    with SessionFactory(CONFIG) as factory, factory.get_session("a") as session:
+        hot = [session.encrypt_bytes(b"payload %d" % i) for i in range(3)]
+        set_metrics_hook(events.append)  # metrics on: every call takes the general path
+        try:
+            general = [session.encrypt_bytes(b"payload %d" % i) for i in range(3)]
+            assert [session.decrypt_bytes(r) for r in hot] == [b"payload %d" % i for i in range(3)]
+            DISPATCH.flush()  # metrics are delivered on a worker thread
+            assert any(e.get("type") == "encrypt" for e in events)
+            assert any(e.get("type") == "decrypt" for e in events)
+        finally:
+            set_metrics_hook(None)
+        count = len(events)
+        assert [session.decrypt_bytes(r) for r in general] == [b"payload %d" % i for i in range(3)]
+        DISPATCH.flush()
+        assert len(events) == count  # no hook, no events, hot path again
+        for record in hot + general:
+            shape = json.loads(record)
+            assert list(shape) == ["Key", "Data"]
+            assert list(shape["Key"]) == ["Created", "Key", "ParentKeyMeta"]
+            assert len(base64.b64decode(shape["Key"]["Key"])) == 60
+
+
+def test_tampered_record_with_a_cached_key_is_a_decryption_error() -> None:
+    with SessionFactory(CONFIG) as factory, factory.get_session("a") as session:
+        record = json.loads(session.encrypt_bytes(b"secret"))
+        sealed = bytearray(base64.b64decode(record["Data"]))
+        sealed[0] ^= 1
+        record["Data"] = base64.b64encode(bytes(sealed)).decode()
+        with pytest.raises(DecryptionError, match="does not authenticate"):
+            session.decrypt_bytes(json.dumps(record, separators=(",", ":")))
+        wrapped = bytearray(base64.b64decode(record["Key"]["Key"]))
+        wrapped[5] ^= 1
+        record["Key"]["Key"] = base64.b64encode(bytes(wrapped)).decode()
+        with pytest.raises(DecryptionError, match="data row key"):
+            session.decrypt_bytes(json.dumps(record, separators=(",", ":")))
+
+
+def test_closed_session_and_factory_refuse_the_hot_path() -> None:
+    factory = SessionFactory(CONFIG)
+    session = factory.get_session("a")
+    record = session.encrypt_bytes(b"x")
+    other = factory.get_session("a")
+    session.close()
+    with pytest.raises(AsherahError, match="session is closed"):
+        session.encrypt_bytes(b"x")
+    with pytest.raises(AsherahError, match="session is closed"):
+        session.decrypt_bytes(record)
+    factory.close()
+    with pytest.raises(AsherahError, match="closed"):
+        other.encrypt_bytes(b"x")
+    with pytest.raises(AsherahError, match="closed"):
+        other.decrypt_bytes(record)
+
+
+def test_hot_path_keeps_a_busy_key_from_eviction() -> None:
+    now = [1_000_000.0]
+    config = {**CONFIG, "IntermediateKeyCacheMaxSize": 2, "SessionCacheMaxSize": 10}
+    with SessionFactory(config, clock=lambda: now[0]) as factory:
+        busy, idle, newcomer = (factory.get_session(p) for p in ("busy", "idle", "new"))
+        busy_record = busy.encrypt_bytes(b"b")
+        idle.encrypt_bytes(b"i")
+        now[0] += 5  # past the touch sampling interval
+        busy.encrypt_bytes(b"b")  # hot path: tells the LRU policy "busy" was used
+        cache = factory._keys.intermediate_keys
+        newcomer.encrypt_bytes(b"n")  # evicts the least recently used: "idle"
+        cached_ids = {key_id for key_id, _ in cache.exact_entries}
+        assert cached_ids == {"_IK_busy_svc_prod", "_IK_new_svc_prod"}
+        assert busy.decrypt_bytes(busy_record) == b"b"
