@@ -162,3 +162,18 @@ def test_hot_path_keeps_a_busy_key_from_eviction() -> None:
         cached_ids = {key_id for key_id, _ in cache.exact_entries}
         assert cached_ids == {"_IK_busy_svc_prod", "_IK_new_svc_prod"}
         assert busy.decrypt_bytes(busy_record) == b"b"
+
+
+@pytest.mark.parametrize("offset", range(-1, 5))
+def test_large_payload_base64_in_two_parts_is_one_canonical_string(offset: int) -> None:
+    from asherah._session import _SPLIT_FROM
+
+    plaintext = bytes(range(256)) * ((_SPLIT_FROM + offset) // 256 + 1)
+    plaintext = plaintext[: _SPLIT_FROM + offset]
+    with SessionFactory(CONFIG) as factory, factory.get_session("a") as session:
+        record = session.encrypt_bytes(plaintext)
+        data = json.loads(record)["Data"]
+        sealed = base64.b64decode(data, validate=True)
+        assert len(sealed) == len(plaintext) + 28
+        assert base64.b64encode(sealed).decode() == data  # canonical: padding, trailing bits
+        assert session.decrypt_bytes(record) == plaintext

@@ -36,8 +36,9 @@ R = TypeVar("R")
 _BINARY = (bytes, bytearray, memoryview)
 _ZERO_KEY = bytes(aead.KEY_SIZE)
 _FRESH_SIZE = aead.KEY_SIZE + 2 * aead.NONCE_SIZE
-#: From this size on the data is sealed into one preallocated buffer (one less large copy).
-_SEAL_INTO_FROM = 16 * 1024
+#: From this size on the sealed data is base64-encoded in two parts (one less large copy), and
+#: decrypt slices through a memoryview rather than copying.
+_SPLIT_FROM = 16 * 1024
 #: Payloads at least this large are encrypted and decrypted on a worker thread by the async
 #: API even when keys are cached: AES over them takes long enough to stall an event loop, and
 #: ``cryptography`` releases the GIL while it works.
@@ -200,16 +201,25 @@ class Session:
             sealed_key = cipher.encrypt(key_nonce, fresh, None) + key_nonce
         finally:
             fresh[:] = _ZERO_KEY
-        if size < _SEAL_INTO_FROM:
-            sealed_data: bytes | bytearray = (
-                data_cipher.encrypt(data_nonce, data, None) + data_nonce
+        if size < _SPLIT_FROM:
+            sealed_data = data_cipher.encrypt(data_nonce, data, None) + data_nonce
+            return (
+                f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}",'
+                f'"ParentKeyMeta":{{"KeyId":{self._key_id_json},"Created":{key_created}}}}},'
+                f'"Data":"{_b64encode(sealed_data)}"}}'
             )
-        else:
-            sealed_data = _seal_into(data_cipher, data_nonce, data, size)
+        # Large payloads: never build ``ciphertext || tag || nonce``. Base64 of a multiple of
+        # three bytes joins seamlessly with the base64 of what follows, so the ciphertext is
+        # encoded where cryptography left it and only its last 0-2 bytes go with the nonce.
+        # That saves a full copy of the payload made while holding the GIL.
+        body = data_cipher.encrypt(data_nonce, data, None)
+        cut = len(body) - len(body) % 3
+        with memoryview(body) as view:
+            head = _b64encode(view[:cut])
         return (
             f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}",'
             f'"ParentKeyMeta":{{"KeyId":{self._key_id_json},"Created":{key_created}}}}},'
-            f'"Data":"{_b64encode(sealed_data)}"}}'
+            f'"Data":"{head}{_b64encode(body[cut:] + data_nonce)}"}}'
         )
 
     def encrypt_text(self, text: str) -> str:
@@ -273,7 +283,7 @@ class Session:
                         cipher.decrypt_into(wrapped[-12:], wrapped[:-12], None, drk)
                         data_cipher = AESGCM(drk)
                         # Slices copy: cheaper than memoryviews for small payloads only.
-                        view = sealed if len(sealed) < _SEAL_INTO_FROM else memoryview(sealed)
+                        view = sealed if len(sealed) < _SPLIT_FROM else memoryview(sealed)
                         return data_cipher.decrypt(view[-12:], view[:-12], None)
                     except (InvalidTag, ValueError):
                         pass  # the general path below raises the right error
@@ -333,18 +343,6 @@ class Session:
     async def _in_worker(self, call: Callable[[A], R], arg: A) -> R:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._keys.workers.executor(), call, arg)
-
-
-def _seal_into(
-    data_cipher: AESGCM, nonce: bytearray, data: bytes | bytearray | memoryview, size: int
-) -> bytearray:
-    """Seal a large payload into one preallocated buffer (one less copy than ``+ nonce``)."""
-    sealed = bytearray(size + aead.OVERHEAD)
-    out = memoryview(sealed)
-    data_cipher.encrypt_into(nonce, data, None, out[: size + aead.TAG_SIZE])
-    out[size + aead.TAG_SIZE :] = nonce
-    out.release()
-    return sealed
 
 
 def _utf8(plaintext: bytes) -> str:
