@@ -23,6 +23,7 @@ from asherah import (
     StaticKeyManagementService,
     _b64,
     _keys,
+    _random_pool,
 )
 from asherah._drift_guard import encode_snapshot, guard_id, snapshot
 from asherah._key_ids import key_ids
@@ -69,12 +70,13 @@ def fixed_random(
     monkeypatch.setattr(aead, "os", fake_os)
     monkeypatch.setattr(_keys, "new_key_material", lambda: bytearray(urandom(aead.KEY_SIZE)))
 
-    def read_random_into(buffer: bytearray) -> int:
-        # The encrypt path reads its data-row key and both nonces in one go.
-        buffer[:] = urandom(aead.KEY_SIZE) + urandom(aead.NONCE_SIZE) + urandom(aead.NONCE_SIZE)
-        return len(buffer)
+    def draw() -> bytearray:
+        # The encrypt path takes its data-row key and both nonces in one draw.
+        return bytearray(
+            urandom(aead.KEY_SIZE) + urandom(aead.NONCE_SIZE) + urandom(aead.NONCE_SIZE)
+        )
 
-    monkeypatch.setattr(_keys, "read_random_into", read_random_into)
+    monkeypatch.setattr(_random_pool, "draw", draw)
 
 
 @pytest.mark.parametrize(("key", "ct", "tag", "nonce", "pt"), NIST_KATS)

@@ -17,7 +17,7 @@ import pybase64
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from asherah import _keys, _observe
+from asherah import _observe, _random_pool
 from asherah._data_row import DataRow, parse_data_row, parse_fast
 from asherah._errors import AsherahError, DecryptionError, PayloadTooLargeError
 from asherah._key_cache import TOUCH_EVERY_S as _TOUCH_EVERY_S
@@ -35,7 +35,6 @@ A = TypeVar("A")
 R = TypeVar("R")
 _BINARY = (bytes, bytearray, memoryview)
 _ZERO_KEY = bytes(aead.KEY_SIZE)
-_FRESH_SIZE = aead.KEY_SIZE + 2 * aead.NONCE_SIZE
 #: From this size on the sealed data is base64-encoded in two parts (one less large copy), and
 #: decrypt slices through a memoryview rather than copying.
 _SPLIT_FROM = 16 * 1024
@@ -187,12 +186,10 @@ class Session:
         size: int,
         now: float,
     ) -> str:
-        # One read gives the data-row key and both nonces; the nonces are cut off so the
+        # One draw gives the data-row key and both nonces; the nonces are cut off so the
         # buffer holds only the key, which is wiped once cryptography holds it in its own
         # (self-wiping) cipher context. Shrinking a bytearray in place keeps its allocation.
-        fresh = bytearray(_FRESH_SIZE)
-        if _keys.read_random_into(fresh) != _FRESH_SIZE:
-            raise AsherahError("short read from the system random source")
+        fresh = _random_pool.draw()
         key_nonce = fresh[32:44]
         data_nonce = fresh[44:]
         del fresh[32:]
