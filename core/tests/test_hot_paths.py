@@ -177,3 +177,13 @@ def test_large_payload_base64_in_two_parts_is_one_canonical_string(offset: int) 
         assert len(sealed) == len(plaintext) + 28
         assert base64.b64encode(sealed).decode() == data  # canonical: padding, trailing bits
         assert session.decrypt_bytes(record) == plaintext
+
+
+def test_bad_endings_match_the_trailing_bit_rule() -> None:
+    from asherah import _b64
+
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    for a in alphabet:
+        for c in alphabet:
+            for ending in (a + c + "=", c + "=="):
+                assert (ending in _b64.BAD_ENDINGS) == _b64.nonzero_trailing_bits("A" + ending)

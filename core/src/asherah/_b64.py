@@ -15,6 +15,12 @@ _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 # The last data character before "==" carries 4 unused bits, before "=" 2: they must be zero.
 _BAD_BEFORE_TWO_PADS = frozenset(c for i, c in enumerate(_ALPHABET) if i & 0x0F)
 _BAD_BEFORE_ONE_PAD = frozenset(c for i, c in enumerate(_ALPHABET) if i & 0x03)
+#: Every last-three-characters of padded base64 that sets unused bits: one set lookup of
+#: ``text[-3:]`` replaces the branches of :func:`nonzero_trailing_bits` on a hot path.
+BAD_ENDINGS = frozenset(
+    [c + "==" for c in _BAD_BEFORE_TWO_PADS]
+    + [a + c + "=" for a in _ALPHABET for c in _BAD_BEFORE_ONE_PAD]
+)
 
 
 def encode(data: bytes | bytearray | memoryview) -> str:

@@ -32,6 +32,7 @@ _WRAPPED_KEY_CHARS = 80
 _FAST_KEY_ID_CHARS = MAX_KEY_ID_BYTES // 4
 _loads = orjson.loads
 _b64decode = pybase64.b64decode
+_BAD_ENDINGS = _b64.BAD_ENDINGS
 
 
 class DataRow(NamedTuple):
@@ -106,7 +107,7 @@ def parse_fast(record: str) -> FastRow | None:
     ):
         return None
     text = record[cut + 9 : -2]
-    if len(text) & 3 or (text[-1:] == "=" and _b64.nonzero_trailing_bits(text)):
+    if len(text) & 3 or text[-3:] in _BAD_ENDINGS:
         return None
     try:
         wrapped_key = _b64decode(wrapped, validate=True)
