@@ -187,3 +187,69 @@ def test_bad_endings_match_the_trailing_bit_rule() -> None:
         for c in alphabet:
             for ending in (a + c + "=", c + "=="):
                 assert (ending in _b64.BAD_ENDINGS) == _b64.nonzero_trailing_bits("A" + ending)
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _set_unused_bits(record: str) -> str:
+    """Set an unused bit of the Data field's last character: same bytes, non-canonical text."""
+    if record.endswith('=="}'):
+        index = len(record) - 5
+    elif record.endswith('="}'):
+        index = len(record) - 4
+    else:
+        return record
+    char = _ALPHABET[_ALPHABET.index(record[index]) | 1]
+    return record[:index] + char + record[index + 1 :]
+
+
+def _outcome(call: Any, record: Any) -> object:
+    try:
+        return call(record)
+    except AsherahError as exc:
+        return type(exc)
+
+
+@pytest.fixture(scope="module")
+def warm() -> Any:
+    factory = SessionFactory(CONFIG)
+    session = factory.get_session("a")
+    records = [session.encrypt_bytes(b"x" * size) for size in (0, 1, 2, 3, 64, 200)]
+    records.append(factory.get_session("a_svc_prod_zz").encrypt_bytes(b"other partition"))
+    yield session, records
+    factory.close()
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.data())
+def test_cached_decrypt_never_accepts_what_the_general_path_refuses(
+    warm: Any, data: st.DataObject
+) -> None:
+    session, records = warm
+    record = data.draw(st.sampled_from(records))
+    mutated = data.draw(mutated_records(record))
+    assert _outcome(session.decrypt_bytes, mutated) == _outcome(session._decrypt_general, mutated)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda r: r.replace('"Created":', '"Revoked":true,"Created":', 1),  # still decrypts
+        lambda r: r.replace('"Created":', '"Revoked":"yes","Created":', 1),
+        lambda r: r.replace('{"Key":{"Created":', '{"Key":{"Created":"', 1).replace(",", '",', 1),
+        lambda r: r.replace('"}},"Data"', '".0}},"Data"', 1),
+        lambda r: r.replace('"ParentKeyMeta":{"KeyId":"', '"ParentKeyMeta":{"KeyId":"x', 1),
+        lambda r: r.replace('"Key":"', '"Key":"AAAA', 1),
+        lambda r: r.replace('"Key":"', '"Key":["', 1),
+        lambda r: r[:-3] + '/"}',
+        lambda r: _set_unused_bits(r),
+    ],
+)
+def test_cached_decrypt_agrees_on_edge_cases(warm: Any, edit: Any) -> None:
+    session, records = warm
+    for record in records:
+        mutated = edit(record)
+        assert _outcome(session.decrypt_bytes, mutated) == _outcome(
+            session._decrypt_general, mutated
+        )

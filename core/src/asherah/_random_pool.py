@@ -26,7 +26,9 @@ DRAW_SIZE = 56
 #: Draws per system call (a 896-byte block).
 SLOTS = 16
 _BLOCK = DRAW_SIZE * SLOTS
-_ZERO_DRAW = bytes(DRAW_SIZE)
+#: Zeroes copied over a handed-out slot. A ``bytearray`` source is copied directly; a ``bytes``
+#: one is first converted into a temporary ``bytearray`` (twice the cost). Never written to.
+_ZERO_DRAW = bytearray(DRAW_SIZE)
 _generation = 0
 
 
