@@ -86,6 +86,9 @@ class Config(BaseModel):
     cache_ttl_jitter: float = Field(default=0.1, ge=0.0, le=0.5)
     cache_key_schedules: bool = True
     async_max_workers: int = Field(default=8, ge=1)
+    #: Free bytes glibc keeps at the top of its heaps (process-wide, raised only; 0 leaves
+    #: glibc alone): large records then stop faulting pages in on every call. See _allocator.
+    malloc_top_pad: int = Field(default=16 * 1024 * 1024, ge=0)
 
     # Secure memory (see docs/security.md).
     secure_memory: Literal["mlock", "encrypted", "none"] | None = None

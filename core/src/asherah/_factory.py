@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from asherah import _drift_guard
+from asherah._allocator import keep_top_pad
 from asherah._config import (
     DEFAULT_KEY_CACHE_MAX_SIZE,
     DEFAULT_SESSION_CACHE_DURATION_S,
@@ -79,6 +80,7 @@ class SessionFactory:
         self.region_suffix = self.metastore.region_suffix() or self.config.region_suffix or None
         self.policy = CryptoPolicy.from_config(self.config)
         config = self.config
+        keep_top_pad(config.malloc_top_pad)
         try:
             harden_process()
             self.key_store = KeyStore(

@@ -279,10 +279,13 @@ class Session:
 
     def decrypt_bytes(self, record: str | bytes | bytearray) -> bytes:
         """Decrypt a data row record (JSON text or its UTF-8 bytes) written by any Asherah."""
-        if type(record) is str and self._fast_decrypt and not _METRICS.on:
-            plaintext = self._decrypt_cached(record)
-            if plaintext is not None:
-                return plaintext
+        if (
+            type(record) is str
+            and self._fast_decrypt
+            and not _METRICS.on
+            and (plaintext := self._decrypt_cached(record)) is not None
+        ):
+            return plaintext
         return self._decrypt_general(record)
 
     def _decrypt_cached(self, record: str) -> bytes | None:
