@@ -11,6 +11,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from benchmarks import (
     bench_async,
     bench_core,
+    bench_loop,
     bench_memory,
     bench_partitions,
     bench_sql,
@@ -20,6 +21,7 @@ from benchmarks._cli import main
 
 SCENARIOS = {
     **bench_core.SCENARIOS,
+    **bench_loop.SCENARIOS,
     **bench_memory.SCENARIOS,
     **bench_async.SCENARIOS,
     **bench_threads.SCENARIOS,

@@ -48,3 +48,22 @@ def test_benchmark_fails_clearly_without_reference(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "pip install --target" in proc.stderr
+
+
+@pytest.mark.reference
+def test_loop_benchmark_quick_run(tmp_path: Path) -> None:
+    """Each implementation alone in its own process; ours with and without the malloc pad."""
+    out = tmp_path / "loop.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_loop", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["case"] for row in rows] == CASES[4:]  # 64 KiB and 1 MiB
+    assert all(set(row["values"]) == {"ours", "reference", "ours-no-pad"} for row in rows)
+    assert all(value > 0 for row in rows for value in row["values"].values())
