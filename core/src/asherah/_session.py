@@ -81,6 +81,7 @@ class Session:
         "_latest",
         "_on_close",
         "_quiet",
+        "_tracks",
         "partition",
     )
 
@@ -103,6 +104,7 @@ class Session:
         # The hot paths read the factory's IK cache directly (see ``encrypt_bytes``).
         self._ik_id = ids.intermediate_key_id
         self._ik_cache = keys.intermediate_keys
+        self._tracks = keys.intermediate_keys.tracks_use
         self._latest = keys.intermediate_keys.latest_entries
         self._exact = keys.intermediate_keys.exact_entries
         #: No external hook listens to per-call events (the metrics flag is read per call).
@@ -161,20 +163,19 @@ class Session:
         # observes per call, and the latest IK cached, prepared and fresh. Anything else (a
         # load, a stale entry, a closed factory, whose close empties the cache, hooks or
         # metrics) goes the general way, through the key manager.
-        size = len(data) if type(data) is bytes else -1
         entry = self._latest.get(self._ik_id)
-        if (
-            entry is not None
-            and 0 <= size <= MAX_PAYLOAD_BYTES
-            and self._fast
-            and not _METRICS.on
-            and (cipher := entry.key.prepared) is not None
-            and (now := self._clock()) < entry.serve_until
-            and not entry.key.revoked
-        ):
-            if self._ik_cache.tracks_use and not 0.0 <= now - entry.key.touched < _TOUCH_EVERY_S:
-                self._ik_cache.touch(self._ik_id, entry.key, now)
-            return self._seal(cipher, entry.key.created, data, size, now)
+        if entry is not None and type(data) is bytes and self._fast and not _METRICS.on:
+            key = entry.key
+            now = self._clock()
+            if (
+                now < entry.serve_until
+                and len(data) <= MAX_PAYLOAD_BYTES
+                and not key.revoked
+                and (cipher := key.prepared) is not None
+            ):
+                if self._tracks and not 0.0 <= now - key.touched < _TOUCH_EVERY_S:
+                    self._ik_cache.touch(self._ik_id, key, now)
+                return self._seal(cipher, key.created, data, len(data), now)
         return self._encrypt_under(data, None)
 
     def _encrypt_under(
@@ -334,7 +335,7 @@ class Session:
                 sealed = _b64decode(text, validate=True)
         except (JSONDecodeError, KeyError, TypeError, ValueError):
             return None
-        if self._ik_cache.tracks_use and not 0.0 <= _monotonic() - cached.touched < _TOUCH_EVERY_S:
+        if self._tracks and not 0.0 <= _monotonic() - cached.touched < _TOUCH_EVERY_S:
             self._ik_cache.touch(key_id, cached)
         drk = bytearray(32)
         try:
