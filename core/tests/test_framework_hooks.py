@@ -202,6 +202,28 @@ def test_entry_point_plugins_load_and_env_switches_block_them(
         assert len(observer_plugin.SEEN) == 2
 
 
+def test_factories_share_one_plugin_manager_unless_they_bring_plugins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Extra:
+        @hookimpl
+        def asherah_factory_started(self, service_name: str, product_id: str) -> None:
+            pass
+
+    with SessionFactory(CONFIG) as first, SessionFactory(CONFIG) as second:
+        assert first.hooks.pm is second.hooks.pm  # registration paid once per process
+        with SessionFactory(CONFIG, plugins=[Extra()]) as own:
+            assert own.hooks.pm is not first.hooks.pm
+            assert first.hooks.pm.get_plugin("asherah-logging") is not None
+        monkeypatch.setenv("ASHERAH_BLOCK_PLUGINS", "asherah-metrics-hook")
+        with SessionFactory(CONFIG) as blocked:
+            assert blocked.hooks.pm is not first.hooks.pm
+            assert blocked.hooks.pm.get_plugin("asherah-metrics-hook") is None
+        monkeypatch.delenv("ASHERAH_BLOCK_PLUGINS")
+        with SessionFactory(CONFIG) as again:
+            assert again.hooks.pm is first.hooks.pm
+
+
 def test_compat_metrics_and_log_hooks_use_the_reference_shapes() -> None:
     metrics: list[dict[str, Any]] = []
     logs: list[dict[str, Any]] = []
