@@ -13,8 +13,9 @@ from sqlalchemy.exc import DBAPIError
 
 from asherah import EnvelopeKeyRecord, Metastore, MetastoreError
 from asherah._driver_context import DriverContext
+from asherah_metastore_sql import _shared_engines as shared_engines
 from asherah_metastore_sql._dsn import ConnectionTarget
-from asherah_metastore_sql._engine import build_engine, is_memory_path
+from asherah_metastore_sql._engine import is_memory_path
 from asherah_metastore_sql._errors import ErrorWrapper, where
 from asherah_metastore_sql._options import SqlMetastoreOptions, options_from_config
 from asherah_metastore_sql._statements import Statements, like_prefix, statements
@@ -46,7 +47,9 @@ class SqlMetastore(Metastore):
         self.backend = target.backend
         self._target = target
         self._errors = ErrorWrapper(_LABELS[target.backend], target.password)
-        self._engine = build_engine(target, options)
+        self._shared = shared_engines.acquire(target, options)
+        self._released = False
+        self._engine = self._shared.engine
         preparer = self._engine.dialect.identifier_preparer
         self.table_name = options.table_name
         quoted = ".".join(preparer.quote(part) for part in options.table_name.split("."))
@@ -66,7 +69,7 @@ class SqlMetastore(Metastore):
         create = options.create_schema
         if create is None:
             create = metastore.backend == "sqlite"
-        if create:
+        if create and not metastore._shared.schema_ready:
             try:
                 metastore.create_schema()
             except BaseException:
@@ -151,9 +154,13 @@ class SqlMetastore(Metastore):
             # Two processes creating the table at once: the loser's error is harmless.
             if not self._table_exists():
                 raise self._errors.error("create_schema", where(self.table_name), exc) from exc
+        self._shared.schema_ready = True
 
     def close(self) -> None:
-        self._engine.dispose()
+        """Give the engine back; the last metastore using it closes its connections."""
+        if not self._released:
+            self._released = True
+            shared_engines.release(self._shared)
 
     def _table_exists(self) -> bool:
         schema, _, table = self.table_name.rpartition(".")
