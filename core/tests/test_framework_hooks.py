@@ -247,3 +247,29 @@ def test_compat_metrics_and_log_hooks_use_the_reference_shapes() -> None:
     assert isinstance(timing["duration_ns"], int)
     assert {"level": "warn", "message": "a warning for the hook", "target": "asherah.test"} in logs
     assert all(set(entry) == {"level", "message", "target"} for entry in logs)
+
+
+def test_cold_path_hooks_are_skipped_when_only_builtins_would_ignore_them(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from asherah.hooks._manager import Hooks
+
+    called: list[str] = []
+    original = Hooks._call
+
+    def counting(self: Hooks, hook: Any, **kwargs: Any) -> None:
+        called.append(hook.name)
+        original(self, hook, **kwargs)
+
+    monkeypatch.setattr(Hooks, "_call", counting)
+    caplog.set_level(logging.WARNING, logger="asherah.events")
+    with SessionFactory(CONFIG) as factory:
+        factory.get_session("quiet").encrypt_bytes(b"x")
+    assert not {"asherah_cache_event", "asherah_key_event", "asherah_metastore_call"} & set(called)
+    caplog.set_level(logging.DEBUG, logger="asherah.events")
+    with SessionFactory(CONFIG) as factory:
+        factory.get_session("loud").encrypt_bytes(b"x")
+    assert {"asherah_cache_event", "asherah_key_event"} <= set(called)
+    events = [r.getMessage() for r in caplog.records if r.name == "asherah.events"]
+    assert any("key cache" in m for m in events)
+    assert any("_IK_loud_" in m for m in events)

@@ -253,3 +253,39 @@ def test_cached_decrypt_agrees_on_edge_cases(warm: Any, edit: Any) -> None:
         assert _outcome(session.decrypt_bytes, mutated) == _outcome(
             session._decrypt_general, mutated
         )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    partition=st.text(min_size=1, max_size=12),
+    region=st.none() | st.sampled_from(["us-west-2", "eu1"]),
+)
+def test_key_id_maker_agrees_with_key_ids(partition: str, region: str | None) -> None:
+    from asherah._key_ids import KeyIdMaker, key_ids
+
+    maker = KeyIdMaker("svc", "prod", region)
+    try:
+        expected: object = key_ids(partition, "svc", "prod", region)
+    except Exception as exc:  # a lone surrogate
+        expected = type(exc)
+    try:
+        got: object = maker(partition)
+    except Exception as exc:
+        got = type(exc)
+    assert got == expected
+
+
+def test_key_id_maker_reports_a_bad_service_at_get_session() -> None:
+    from asherah._key_ids import KeyIdMaker
+
+    maker = KeyIdMaker("svc\ud800", "prod", None)  # construction never raises
+    with pytest.raises(AsherahError, match="service name"):
+        maker("p")
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.text(max_size=20))
+def test_json_string_fast_path_matches_the_encoder(value: str) -> None:
+    from asherah._records import json_string
+
+    assert json_string(value) == json.dumps(value, ensure_ascii=False)

@@ -23,7 +23,7 @@ from asherah._drivers import load_kms, load_metastore
 from asherah._env_config import config_from_env
 from asherah._errors import AsherahError, ConfigError
 from asherah._instrumented import InstrumentedKms, InstrumentedMetastore
-from asherah._key_ids import key_ids
+from asherah._key_ids import KeyIdMaker
 from asherah._key_manager import KeyManager
 from asherah._policy import CryptoPolicy
 from asherah._records import json_string
@@ -78,6 +78,9 @@ class SessionFactory:
                 self.metastore.close()
             raise
         self.region_suffix = self.metastore.region_suffix() or self.config.region_suffix or None
+        self._key_ids = KeyIdMaker(
+            self.config.service_name, self.config.product_id, self.region_suffix
+        )
         self.policy = CryptoPolicy.from_config(self.config)
         config = self.config
         keep_top_pad(config.malloc_top_pad)
@@ -202,9 +205,7 @@ class SessionFactory:
         )
 
     def _build_core(self, partition: str) -> SessionCore:
-        ids = key_ids(
-            partition, self.config.service_name, self.config.product_id, self.region_suffix
-        )
+        ids = self._key_ids(partition)
         shared = self.config.shared_intermediate_key_cache
         keys = (
             self._keys

@@ -70,3 +70,34 @@ def key_ids(partition: str, service: str, product: str, region_suffix: str | Non
         intermediate_key_id(partition, service, product, region_suffix),
         intermediate_key_id(partition, service, product),
     )
+
+
+class KeyIdMaker:
+    """:func:`key_ids` for one factory: service, product and region are checked once, and each
+    new partition costs two string joins (a session is built per partition the session
+    cache does not hold). A bad fixed part is reported at ``get_session``, as before."""
+
+    __slots__ = ("_core_suffix", "_error", "_region", "_system_key_id")
+
+    def __init__(self, service: str, product: str, region_suffix: str | None) -> None:
+        self._error: ConfigError | None = None
+        try:
+            key_ids("p", service, product, region_suffix)
+        except ConfigError as exc:
+            self._error = exc
+        self._system_key_id = system_key_id(service, product, region_suffix)
+        self._core_suffix = f"_{service}_{product}"
+        self._region = f"_{region_suffix}" if region_suffix else ""
+
+    def __call__(self, partition: str) -> KeyIds:
+        if not partition.isascii():
+            try:
+                partition.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(
+                    "partition id is not valid Unicode text (lone surrogate)"
+                ) from None
+        if self._error is not None:
+            raise ConfigError(str(self._error))
+        core = f"_IK_{partition}{self._core_suffix}"
+        return KeyIds(partition, self._system_key_id, core + self._region, core)

@@ -96,6 +96,8 @@ class DataRowRecord:
 
 def json_string(value: str) -> str:
     """A JSON string literal escaped as serde_json escapes it (raw UTF-8, lowercase ``\\u00xx``)."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'  # nothing to escape (the usual key id): skip the encoder
     return json.dumps(value, ensure_ascii=False)
 
 

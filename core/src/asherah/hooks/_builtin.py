@@ -8,7 +8,8 @@ import logging
 from asherah import _observe
 from asherah.hooks import hookimpl
 
-_log = logging.getLogger("asherah.events")
+#: Where the built-in logging plugin writes (the hook facade checks its level to skip calls).
+EVENTS_LOG = logging.getLogger("asherah.events")
 
 
 class LoggingPlugin:
@@ -18,24 +19,24 @@ class LoggingPlugin:
     def asherah_key_event(
         self, event: str, key_type: str, key_id: str, created: int, partition: str | None
     ) -> None:
-        _log.info("%s key %s id=%s created=%d", key_type, event, key_id, created)
+        EVENTS_LOG.info("%s key %s id=%s created=%d", key_type, event, key_id, created)
 
     @hookimpl
     def asherah_cache_event(self, cache: str, event: str, lookup: str, key_id: str) -> None:
-        if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("%s key cache %s (%s) id=%s", cache, event, lookup, key_id)
+        if EVENTS_LOG.isEnabledFor(logging.DEBUG):
+            EVENTS_LOG.debug("%s key cache %s (%s) id=%s", cache, event, lookup, key_id)
 
     @hookimpl
     def asherah_metastore_call(
         self, operation: str, key_id: str, duration_ns: int, error_type: str | None
     ) -> None:
         if error_type is not None:
-            _log.warning("metastore %s failed for id=%s: %s", operation, key_id, error_type)
+            EVENTS_LOG.warning("metastore %s failed for id=%s: %s", operation, key_id, error_type)
 
     @hookimpl
     def asherah_kms_call(self, operation: str, duration_ns: int, error_type: str | None) -> None:
         if error_type is not None:
-            _log.warning("KMS %s failed: %s", operation, error_type)
+            EVENTS_LOG.warning("KMS %s failed: %s", operation, error_type)
 
 
 class MetricsHookPlugin:

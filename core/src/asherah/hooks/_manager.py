@@ -14,7 +14,7 @@ import pluggy
 from asherah import _observe
 from asherah._errors import DriverLoadError
 from asherah.hooks import ENTRY_POINT_GROUP, NAME, spec
-from asherah.hooks._builtin import BUILTIN_PLUGINS
+from asherah.hooks._builtin import BUILTIN_PLUGINS, EVENTS_LOG
 
 _log = logging.getLogger("asherah.hooks")
 
@@ -88,11 +88,16 @@ class Hooks:
         #: read on every encrypt and decrypt).
         self.external_timing = self._has_external(pm.hook.asherah_crypto_timing)
         self.external_cache = self._has_external(pm.hook.asherah_cache_event)
+        # The cold-path hooks: when only the built-ins listen and they would do nothing (their
+        # log level is off, no metrics hook is set, nothing failed), the call is skipped; a
+        # new partition fires several of these.
+        self._external_key = self._has_external(pm.hook.asherah_key_event)
+        self._external_metastore = self._has_external(pm.hook.asherah_metastore_call)
+        self._external_kms = self._has_external(pm.hook.asherah_kms_call)
 
     def _has_external(self, hook: pluggy.HookCaller) -> bool:
-        return any(
-            self.pm.get_name(impl.plugin) not in BUILTIN_PLUGINS for impl in hook.get_hookimpls()
-        )
+        builtin = tuple(BUILTIN_PLUGINS.values())
+        return any(not isinstance(impl.plugin, builtin) for impl in hook.get_hookimpls())
 
     # The two hot-path hooks are only called when someone listens, so an unobserved encrypt
     # pays one attribute read; the compatibility metrics hook can be set at any time.
@@ -122,6 +127,8 @@ class Hooks:
     def key_event(
         self, event: str, key_type: str, key_id: str, created: int, partition: str | None = None
     ) -> None:
+        if not self._external_key and not EVENTS_LOG.isEnabledFor(logging.INFO):
+            return
         self._call(
             self.pm.hook.asherah_key_event,
             event=event,
@@ -132,6 +139,12 @@ class Hooks:
         )
 
     def cache_event(self, cache: str, event: str, lookup: str, key_id: str) -> None:
+        if (
+            not self.external_cache
+            and not _observe.METRICS.on
+            and not EVENTS_LOG.isEnabledFor(logging.DEBUG)
+        ):
+            return
         self._call(
             self.pm.hook.asherah_cache_event,
             cache=cache,
@@ -143,6 +156,8 @@ class Hooks:
     def metastore_call(
         self, operation: str, key_id: str, duration_ns: int, error_type: str | None
     ) -> None:
+        if not self._external_metastore and error_type is None:
+            return  # the built-in logs failures only
         self._call(
             self.pm.hook.asherah_metastore_call,
             operation=operation,
@@ -152,6 +167,8 @@ class Hooks:
         )
 
     def kms_call(self, operation: str, duration_ns: int, error_type: str | None) -> None:
+        if not self._external_kms and error_type is None:
+            return  # the built-in logs failures only
         self._call(
             self.pm.hook.asherah_kms_call,
             operation=operation,

@@ -353,16 +353,20 @@ class _SealedBackend(_Backend):
         excess = len(self.lru) - self.hot
         if excess <= 0:
             return
-        for ident, victim in list(self.lru.items()):
-            if excess <= 0:
-                break
+        # Usually one key over, and the oldest is unpinned: stop at the first victims found
+        # rather than copying the whole LRU order on every put.
+        victims = []
+        for ident, victim in self.lru.items():
             if victim.pins == 0:
-                del self.lru[ident]
-                self.slab.give_back(victim.slot)
-                victim.slot = -1
-                self.evictions += 1
-                events.append(("eviction", victim.label))
-                excess -= 1
+                victims.append((ident, victim))
+                if len(victims) == excess:
+                    break
+        for ident, victim in victims:
+            del self.lru[ident]
+            self.slab.give_back(victim.slot)
+            victim.slot = -1
+            self.evictions += 1
+            events.append(("eviction", victim.label))
 
     # -- closing ------------------------------------------------------------------------------
 
