@@ -3,13 +3,8 @@
 Two cases per backend, ours and the reference interleaved on the same server:
 
 - ``cold start``: a new ``SessionFactory`` and the first encrypt for a partition whose system
-  and intermediate keys are already in the table, after an earlier factory of the process
-  was closed (what a re-created factory pays: drift-guard check, key loads and unwraps, and
-  for the reference its pool and first connection);
-- ``first factory``: the same, but with no engine or pooled connection left by an earlier
-  factory (ours shares one engine and its warm pool between the factories of a process; the
-  reference builds a pool per factory): what the first factory of a process pays, imports
-  aside. Printed for information: the target is on the cold start;
+  and intermediate keys are already in the table (what a new process or a re-created factory
+  pays: engine or pool, first connection, drift-guard check, key loads and unwraps);
 - ``new partition``: on a warm factory, the first encrypt for a partition never seen before
   (an intermediate key created and stored).
 
@@ -38,7 +33,7 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 import asherah
-from asherah_metastore_sql import SqlMetastore, SqlMetastoreOptions, dispose_engines
+from asherah_metastore_sql import SqlMetastore, SqlMetastoreOptions
 from benchmarks._cli import Context, main
 from benchmarks._table import Check, Row
 from benchmarks._timing import Measurement, paired_ratio
@@ -111,25 +106,6 @@ def cold_start(module: ModuleType, cfg: dict[str, Any]) -> Call:
     return call
 
 
-def first_factory(module: ModuleType, cfg: dict[str, Any]) -> Call:
-    """:func:`cold_start` with no engine or pooled connection left from an earlier factory:
-    what the first factory of a process pays (imports aside). Ours shares engines between
-    factories of a process; the reference builds a pool per factory either way."""
-    cold = cold_start(module, cfg)
-
-    def call() -> Callable[[], None]:
-        close = cold()
-
-        def close_all() -> None:
-            close()
-            if module is asherah:
-                dispose_engines()
-
-        return close_all
-
-    return call
-
-
 def new_partition(factory: Any) -> Call:
     """On a warm factory, a session for a partition never seen, first encrypt."""
 
@@ -167,16 +143,14 @@ def interleaved(calls: dict[str, Call], plan: Plan) -> dict[str, Measurement]:
     return {name: Measurement(values) for name, values in per_round.items()}
 
 
-def _row(
-    backend: str, case: str, results: dict[str, Measurement], target: float | None = TARGET
-) -> Row:
+def _row(backend: str, case: str, results: dict[str, Measurement]) -> Row:
     ours, reference = results["ours"], results["reference"]
     return Row(
         scenario="sql",
         case=f"{LABELS[backend]} {case}",
         unit="ms/op",
         values={"ours": ours.seconds * 1e3, "reference": reference.seconds * 1e3},
-        checks=[Check("ours/ref", paired_ratio(ours, reference), target)],
+        checks=[Check("ours/ref", paired_ratio(ours, reference), TARGET)],
         spread=max(ours.spread, reference.spread),
     )
 
@@ -219,11 +193,6 @@ def backend_rows(backend: Backend, context: Context) -> list[Row]:
             {name: cold_start(module, configs[name]) for name, (module, _) in impls.items()},
             plan,
         )
-        dispose_engines()
-        first = interleaved(
-            {name: first_factory(module, configs[name]) for name, (module, _) in impls.items()},
-            plan,
-        )
         with ExitStack() as stack:
             factories = {
                 name: stack.enter_context(module.SessionFactory(configs[name]))
@@ -237,11 +206,7 @@ def backend_rows(backend: Backend, context: Context) -> list[Row]:
         services = {name: service for name, (_, service) in impls.items()}
         _check_rows(url, services, plan.ops * plan.rounds + 1)
     print(f"  measured {LABELS[backend]}", file=sys.stderr, flush=True)
-    return [
-        _row(backend, "cold start", cold),
-        _row(backend, "first factory", first, target=None),
-        _row(backend, "new partition", fresh),
-    ]
+    return [_row(backend, "cold start", cold), _row(backend, "new partition", fresh)]
 
 
 def sql_rows(context: Context) -> list[Row]:

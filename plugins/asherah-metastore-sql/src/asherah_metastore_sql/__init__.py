@@ -10,7 +10,6 @@ from asherah_metastore_sql._dsn import ConnectionTarget, parse_connection_string
 from asherah_metastore_sql._metastore import SqlMetastore
 from asherah_metastore_sql._options import SqlMetastoreOptions
 from asherah_metastore_sql._schema import create_schema
-from asherah_metastore_sql._shared_engines import dispose_all as dispose_engines
 from asherah_metastore_sql._statements import mysql_created
 
 __all__ = [
@@ -18,7 +17,6 @@ __all__ = [
     "SqlMetastore",
     "SqlMetastoreOptions",
     "create_schema",
-    "dispose_engines",
     "mysql_created",
     "parse_connection_string",
     "parse_url",

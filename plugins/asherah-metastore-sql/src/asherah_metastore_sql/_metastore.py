@@ -13,9 +13,8 @@ from sqlalchemy.exc import DBAPIError
 
 from asherah import EnvelopeKeyRecord, Metastore, MetastoreError
 from asherah._driver_context import DriverContext
-from asherah_metastore_sql import _shared_engines as shared_engines
 from asherah_metastore_sql._dsn import ConnectionTarget
-from asherah_metastore_sql._engine import is_memory_path
+from asherah_metastore_sql._engine import build_engine, is_memory_path
 from asherah_metastore_sql._errors import ErrorWrapper, where
 from asherah_metastore_sql._options import SqlMetastoreOptions, options_from_config
 from asherah_metastore_sql._statements import Statements, like_prefix, statements
@@ -47,9 +46,7 @@ class SqlMetastore(Metastore):
         self.backend = target.backend
         self._target = target
         self._errors = ErrorWrapper(_LABELS[target.backend], target.password)
-        self._shared = shared_engines.acquire(target, options)
-        self._released = False
-        self._engine = self._shared.engine
+        self._engine = build_engine(target, options)
         preparer = self._engine.dialect.identifier_preparer
         self.table_name = options.table_name
         quoted = ".".join(preparer.quote(part) for part in options.table_name.split("."))
@@ -69,7 +66,7 @@ class SqlMetastore(Metastore):
         create = options.create_schema
         if create is None:
             create = metastore.backend == "sqlite"
-        if create and not metastore._shared.schema_ready:
+        if create:
             try:
                 metastore.create_schema()
             except BaseException:
@@ -154,13 +151,9 @@ class SqlMetastore(Metastore):
             # Two processes creating the table at once: the loser's error is harmless.
             if not self._table_exists():
                 raise self._errors.error("create_schema", where(self.table_name), exc) from exc
-        self._shared.schema_ready = True
 
     def close(self) -> None:
-        """Give the engine back; the last metastore using it closes its connections."""
-        if not self._released:
-            self._released = True
-            shared_engines.release(self._shared)
+        self._engine.dispose()
 
     def _table_exists(self) -> bool:
         schema, _, table = self.table_name.rpartition(".")
