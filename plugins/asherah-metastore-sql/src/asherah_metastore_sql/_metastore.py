@@ -17,6 +17,7 @@ from asherah_metastore_sql._dsn import ConnectionTarget
 from asherah_metastore_sql._engine import build_engine, is_memory_path
 from asherah_metastore_sql._errors import ErrorWrapper, where
 from asherah_metastore_sql._options import SqlMetastoreOptions, options_from_config
+from asherah_metastore_sql._shared import EngineLease, lease_engine
 from asherah_metastore_sql._statements import Statements, like_prefix, statements
 
 _log = logging.getLogger("asherah.metastore.sql")
@@ -46,13 +47,19 @@ class SqlMetastore(Metastore):
         self.backend = target.backend
         self._target = target
         self._errors = ErrorWrapper(_LABELS[target.backend], target.password)
-        self._engine = build_engine(target, options)
+        # One shared in-memory SQLite connection: serialise its users.
+        memory = target.backend == "sqlite" and is_memory_path(target.path or "")
+        self._lease: EngineLease | None = None
+        if options.shared_engine and not memory:
+            # A private in-memory database must stay private to this metastore.
+            self._lease = lease_engine(target, options, build_engine)
+            self._engine = self._lease.engine
+        else:
+            self._engine = build_engine(target, options)
         preparer = self._engine.dialect.identifier_preparer
         self.table_name = options.table_name
         quoted = ".".join(preparer.quote(part) for part in options.table_name.split("."))
         self._sql: Statements = statements(target.backend, quoted)
-        # One shared in-memory SQLite connection: serialise its users.
-        memory = target.backend == "sqlite" and is_memory_path(target.path or "")
         self._lock: AbstractContextManager[Any] = threading.Lock() if memory else nullcontext()
 
     @classmethod
@@ -66,7 +73,8 @@ class SqlMetastore(Metastore):
         create = options.create_schema
         if create is None:
             create = metastore.backend == "sqlite"
-        if create:
+        # A shared engine remembers the tables created through it: no DDL per factory.
+        if create and not (metastore._lease and metastore._lease.has_table(options.table_name)):
             try:
                 metastore.create_schema()
             except BaseException:
@@ -151,9 +159,16 @@ class SqlMetastore(Metastore):
             # Two processes creating the table at once: the loser's error is harmless.
             if not self._table_exists():
                 raise self._errors.error("create_schema", where(self.table_name), exc) from exc
+        if self._lease is not None:
+            self._lease.add_table(self.table_name)
 
     def close(self) -> None:
-        self._engine.dispose()
+        """Dispose an engine of its own; return a shared one's lease (its idle connections
+        stay for the next metastore of this target; ``dispose_engines`` closes them)."""
+        if self._lease is not None:
+            self._lease.release()
+        else:
+            self._engine.dispose()
 
     def _table_exists(self) -> bool:
         schema, _, table = self.table_name.rpartition(".")
