@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, TextClause, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from asherah import EnvelopeKeyRecord, Metastore, MetastoreError
@@ -17,6 +17,7 @@ from asherah_metastore_sql._dsn import ConnectionTarget
 from asherah_metastore_sql._engine import build_engine, is_memory_path
 from asherah_metastore_sql._errors import ErrorWrapper, where
 from asherah_metastore_sql._options import SqlMetastoreOptions, options_from_config
+from asherah_metastore_sql._raw import compile_raw, run_raw
 from asherah_metastore_sql._shared import EngineLease, lease_engine
 from asherah_metastore_sql._statements import Statements, like_prefix, statements
 
@@ -111,13 +112,14 @@ class SqlMetastore(Metastore):
         at = where(self.table_name, key_id, created)
         try:
             params = self._row_params(key_id, created, record)
-            result = self._execute(lambda conn: conn.execute(self._sql.store, params))
-            return bool(result.rowcount)
-        except DBAPIError as exc:
-            if self._sql.duplicate_raises and _mysql_errno(exc) == _MYSQL_DUPLICATE_ENTRY:
-                return False
-            raise self._errors.error("store", at, exc) from exc
+            return bool(self._run_raw(self._sql.store, params, _rowcount))
         except Exception as exc:
+            if (
+                self._sql.duplicate_raises
+                and isinstance(exc, self._engine.dialect.loaded_dbapi.Error)
+                and _mysql_errno(exc) == _MYSQL_DUPLICATE_ENTRY
+            ):
+                return False
             raise self._errors.error("store", at, exc) from exc
 
     def upsert(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> None:
@@ -195,19 +197,26 @@ class SqlMetastore(Metastore):
                     )
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _run_raw(
+        self, statement: TextClause, params: dict[str, Any], result: Callable[[Any], _T]
+    ) -> _T:
+        raw = compile_raw(statement, self._engine)
+        out: _T = run_raw(self._engine, self._lock, self._errors.label, raw, params, result)
+        return out
+
     def _row_params(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> dict[str, Any]:
         return {"id": key_id, "created": self._sql.created(created), "key_record": record.to_json()}
 
     def _fetch_one(
         self,
         operation: str,
-        statement: Any,
+        statement: TextClause,
         params: dict[str, Any],
         key_id: str,
         created: int | None = None,
     ) -> str | bytes | None:
         try:
-            row = self._execute(lambda conn: conn.execute(statement, params).first())
+            row = self._run_raw(statement, params, _first_row)
         except Exception as exc:
             at = where(self.table_name, key_id, created)
             raise self._errors.error(operation, at, exc) from exc
@@ -226,6 +235,15 @@ class SqlMetastore(Metastore):
             ) from exc
 
 
-def _mysql_errno(exc: DBAPIError) -> int | None:
-    args = getattr(exc.orig, "args", ())
+def _mysql_errno(exc: BaseException) -> int | None:
+    args = getattr(getattr(exc, "orig", exc), "args", ())
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def _rowcount(cursor: Any) -> int:
+    count: int = cursor.rowcount
+    return count
+
+
+def _first_row(cursor: Any) -> Any:
+    return cursor.fetchone()
