@@ -196,3 +196,35 @@ def test_static_master_key_from_file_and_env(
     monkeypatch.delenv("STATIC_MASTER_KEY_HEX")
     with pytest.raises(ConfigError, match="required when KMS=static"):
         SessionFactory(base)
+
+
+def test_a_found_driver_class_is_remembered_per_sys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups: list[str] = []
+    real = _drivers.DriverManager
+
+    def counting(*args: object, **kwargs: object) -> object:
+        lookups.append(str(kwargs["name"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_drivers, "DriverManager", counting)
+    monkeypatch.setattr(_drivers, "_FOUND", {})
+    assert _drivers.driver_class("asherah.metastore", "memory") is InMemoryMetastore
+    assert _drivers.driver_class("asherah.metastore", "test-debug-memory") is InMemoryMetastore
+    assert lookups == ["memory"]  # the alias resolves to the remembered entry
+    with pytest.raises(DriverNotFoundError):
+        _drivers.driver_class("asherah.metastore", "fancy")
+    with pytest.raises(DriverNotFoundError):
+        _drivers.driver_class("asherah.metastore", "fancy")
+    assert lookups == ["memory", "fancy", "fancy"]  # failures are looked up every time
+    write_distribution(
+        tmp_path,
+        "asherah-fancy",
+        {"asherah.metastore": {"fancy": "fancy_driver:FancyMetastore"}},
+        {"fancy_driver": DRIVER_MODULE},
+    )
+    with on_sys_path(tmp_path):  # installed later: found, on the new sys.path
+        assert _drivers.driver_class("asherah.metastore", "fancy").__name__ == "FancyMetastore"
+        assert _drivers.driver_class("asherah.metastore", "memory") is InMemoryMetastore
+    assert lookups == ["memory", "fancy", "fancy", "fancy", "memory"]

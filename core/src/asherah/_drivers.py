@@ -7,6 +7,7 @@ stevedore finds the entry point named in config (group ``asherah.kms`` or
 from __future__ import annotations
 
 import importlib.metadata
+import sys
 from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
@@ -78,8 +79,27 @@ def load_metastore(config: Config) -> Metastore:
 
 
 def driver_class(group: str, name: str) -> type[Any]:
-    """Import the class behind a driver name, raising our errors for missing or clashing ones."""
+    """Import the class behind a driver name, raising our errors for missing or clashing ones.
+
+    A class found once is remembered per ``sys.path`` (a stevedore look-up costs tens of
+    microseconds, several times per factory); failures are not, so installing later works.
+    """
     entry = canonical_name(group, name)
+    key = (group, entry, tuple(sys.path))
+    found = _FOUND.get(key)
+    if found is None:
+        found = _find(group, entry, name)
+        if len(_FOUND) >= _FOUND_MAX:
+            _FOUND.clear()
+        _FOUND[key] = found
+    return found
+
+
+_FOUND: dict[tuple[str, str, tuple[str, ...]], type[Any]] = {}
+_FOUND_MAX = 64
+
+
+def _find(group: str, entry: str, name: str) -> type[Any]:
     try:
         manager = DriverManager(
             namespace=group,

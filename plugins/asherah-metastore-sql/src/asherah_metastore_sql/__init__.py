@@ -10,6 +10,7 @@ from asherah_metastore_sql._dsn import ConnectionTarget, parse_connection_string
 from asherah_metastore_sql._metastore import SqlMetastore
 from asherah_metastore_sql._options import SqlMetastoreOptions
 from asherah_metastore_sql._schema import create_schema
+from asherah_metastore_sql._shared import dispose_engines
 from asherah_metastore_sql._statements import mysql_created
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "SqlMetastore",
     "SqlMetastoreOptions",
     "create_schema",
+    "dispose_engines",
     "mysql_created",
     "parse_connection_string",
     "parse_url",

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, TextClause, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from asherah import EnvelopeKeyRecord, Metastore, MetastoreError
@@ -17,6 +17,8 @@ from asherah_metastore_sql._dsn import ConnectionTarget
 from asherah_metastore_sql._engine import build_engine, is_memory_path
 from asherah_metastore_sql._errors import ErrorWrapper, where
 from asherah_metastore_sql._options import SqlMetastoreOptions, options_from_config
+from asherah_metastore_sql._raw import compile_raw, run_raw
+from asherah_metastore_sql._shared import EngineLease, lease_engine
 from asherah_metastore_sql._statements import Statements, like_prefix, statements
 
 _log = logging.getLogger("asherah.metastore.sql")
@@ -46,13 +48,19 @@ class SqlMetastore(Metastore):
         self.backend = target.backend
         self._target = target
         self._errors = ErrorWrapper(_LABELS[target.backend], target.password)
-        self._engine = build_engine(target, options)
+        # One shared in-memory SQLite connection: serialise its users.
+        memory = target.backend == "sqlite" and is_memory_path(target.path or "")
+        self._lease: EngineLease | None = None
+        if options.shared_engine and not memory:
+            # A private in-memory database must stay private to this metastore.
+            self._lease = lease_engine(target, options, build_engine)
+            self._engine = self._lease.engine
+        else:
+            self._engine = build_engine(target, options)
         preparer = self._engine.dialect.identifier_preparer
         self.table_name = options.table_name
         quoted = ".".join(preparer.quote(part) for part in options.table_name.split("."))
         self._sql: Statements = statements(target.backend, quoted)
-        # One shared in-memory SQLite connection: serialise its users.
-        memory = target.backend == "sqlite" and is_memory_path(target.path or "")
         self._lock: AbstractContextManager[Any] = threading.Lock() if memory else nullcontext()
 
     @classmethod
@@ -66,7 +74,8 @@ class SqlMetastore(Metastore):
         create = options.create_schema
         if create is None:
             create = metastore.backend == "sqlite"
-        if create:
+        # A shared engine remembers the tables created through it: no DDL per factory.
+        if create and not (metastore._lease and metastore._lease.has_table(options.table_name)):
             try:
                 metastore.create_schema()
             except BaseException:
@@ -103,13 +112,14 @@ class SqlMetastore(Metastore):
         at = where(self.table_name, key_id, created)
         try:
             params = self._row_params(key_id, created, record)
-            result = self._execute(lambda conn: conn.execute(self._sql.store, params))
-            return bool(result.rowcount)
-        except DBAPIError as exc:
-            if self._sql.duplicate_raises and _mysql_errno(exc) == _MYSQL_DUPLICATE_ENTRY:
-                return False
-            raise self._errors.error("store", at, exc) from exc
+            return bool(self._run_raw(self._sql.store, params, _rowcount))
         except Exception as exc:
+            if (
+                self._sql.duplicate_raises
+                and isinstance(exc, self._engine.dialect.loaded_dbapi.Error)
+                and _mysql_errno(exc) == _MYSQL_DUPLICATE_ENTRY
+            ):
+                return False
             raise self._errors.error("store", at, exc) from exc
 
     def upsert(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> None:
@@ -151,9 +161,16 @@ class SqlMetastore(Metastore):
             # Two processes creating the table at once: the loser's error is harmless.
             if not self._table_exists():
                 raise self._errors.error("create_schema", where(self.table_name), exc) from exc
+        if self._lease is not None:
+            self._lease.add_table(self.table_name)
 
     def close(self) -> None:
-        self._engine.dispose()
+        """Dispose an engine of its own; return a shared one's lease (its idle connections
+        stay for the next metastore of this target; ``dispose_engines`` closes them)."""
+        if self._lease is not None:
+            self._lease.release()
+        else:
+            self._engine.dispose()
 
     def _table_exists(self) -> bool:
         schema, _, table = self.table_name.rpartition(".")
@@ -180,19 +197,26 @@ class SqlMetastore(Metastore):
                     )
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _run_raw(
+        self, statement: TextClause, params: dict[str, Any], result: Callable[[Any], _T]
+    ) -> _T:
+        raw = compile_raw(statement, self._engine)
+        out: _T = run_raw(self._engine, self._lock, self._errors.label, raw, params, result)
+        return out
+
     def _row_params(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> dict[str, Any]:
         return {"id": key_id, "created": self._sql.created(created), "key_record": record.to_json()}
 
     def _fetch_one(
         self,
         operation: str,
-        statement: Any,
+        statement: TextClause,
         params: dict[str, Any],
         key_id: str,
         created: int | None = None,
     ) -> str | bytes | None:
         try:
-            row = self._execute(lambda conn: conn.execute(statement, params).first())
+            row = self._run_raw(statement, params, _first_row)
         except Exception as exc:
             at = where(self.table_name, key_id, created)
             raise self._errors.error(operation, at, exc) from exc
@@ -211,6 +235,15 @@ class SqlMetastore(Metastore):
             ) from exc
 
 
-def _mysql_errno(exc: DBAPIError) -> int | None:
-    args = getattr(exc.orig, "args", ())
+def _mysql_errno(exc: BaseException) -> int | None:
+    args = getattr(getattr(exc, "orig", exc), "args", ())
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def _rowcount(cursor: Any) -> int:
+    count: int = cursor.rowcount
+    return count
+
+
+def _first_row(cursor: Any) -> Any:
+    return cursor.fetchone()

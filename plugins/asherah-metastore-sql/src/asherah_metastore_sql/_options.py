@@ -93,6 +93,11 @@ class SqlMetastoreOptions(BaseModel):
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    #: Share one engine (its dialect set-up, compiled statements and idle connections) with
+    #: every metastore of this process that has the same target and engine settings, and keep
+    #: it after ``close()`` for the next one (see ``dispose_engines``). ``False``: an engine of
+    #: its own, disposed on ``close()``. Private in-memory SQLite databases are never shared.
+    shared_engine: bool = True
     #: Session time zone pinned on every connection, so ``created`` means the same instant to
     #: every client. ``None`` keeps the server default, as the Rust reference does: only needed
     #: to share a PostgreSQL or MySQL whose default zone is not UTC with reference processes.
