@@ -12,8 +12,9 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from asherah import _keys, _observe
 from asherah._errors import (
@@ -31,6 +32,7 @@ from asherah._records import EnvelopeKeyRecord, KeyMeta
 from asherah.cache._policies import EvictionPolicy
 from asherah.hazmat.aead import KEY_SIZE, AeadError
 from asherah.hazmat.memory import KeyStore, wipe
+from asherah.hazmat.memory._aead import HAS_DECRYPT_INTO
 from asherah.hooks._manager import Hooks
 from asherah.kms._base import KeyManagementService
 from asherah.metastore._base import Metastore
@@ -38,6 +40,19 @@ from asherah.metastore._base import Metastore
 _log = logging.getLogger("asherah.session")
 
 _CREATE_ATTEMPTS = 5
+
+
+class SessionView(NamedTuple):
+    """The IK cache as the session hot paths read it, and whether they may run at all."""
+
+    cache: KeyCache
+    tracks_use: bool
+    latest: Mapping[str, LatestEntry]
+    exact: Mapping[tuple[str, int], CryptoKey]
+    #: No external hook listens to per-call events (the metrics flag is read per call).
+    quiet: bool
+    #: Quiet, ``decrypt_into`` available and no revocation check on decrypt.
+    fast_decrypt: bool
 
 
 class Workers:
@@ -118,6 +133,8 @@ class KeyManager:
         # revocation without folding it into the IK's own flag (which encrypt relies on).
         self._parents: dict[tuple[str, int], KeyMeta] = {}
         self.closed = False
+        #: Computed once: a new session (one per partition the session cache misses) copies it.
+        self.session_view = self._session_view()
 
     def with_own_intermediate_cache(self, capacity_policy: EvictionPolicy | None) -> KeyManager:
         """A view sharing everything but the IK cache (``shared_intermediate_key_cache=False``)."""
@@ -132,7 +149,21 @@ class KeyManager:
             self.clock,
         )
         view._parents = {}
+        view.session_view = view._session_view()
         return view
+
+    def _session_view(self) -> SessionView:
+        """What every session of this manager copies into its hot-path attributes."""
+        cache = self.intermediate_keys
+        quiet = not (self.hooks.external_timing or self.hooks.external_cache)
+        return SessionView(
+            cache,
+            cache.tracks_use,
+            cache.latest_entries,
+            cache.exact_entries,
+            quiet,
+            quiet and HAS_DECRYPT_INTO and not self.policy.deny_revoked_on_decrypt,
+        )
 
     def _evicted(self, cache: str) -> Callable[[tuple[str, int]], None]:
         def on_evict(victim: tuple[str, int]) -> None:

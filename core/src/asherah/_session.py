@@ -37,7 +37,6 @@ from asherah._keys import CryptoKey
 from asherah._limits import MAX_PAYLOAD_BYTES, MAX_RECORD_CHARS
 from asherah._records import json_string
 from asherah.hazmat import aead
-from asherah.hazmat.memory._aead import HAS_DECRYPT_INTO
 
 if TYPE_CHECKING:
     from asherah._key_manager import KeyManager
@@ -101,20 +100,18 @@ class Session:
         self._key_id_json = key_id_json or json_string(ids.intermediate_key_id)
         self._closed = False
         self._on_close = on_close
-        # The hot paths read the factory's IK cache directly (see ``encrypt_bytes``).
+        # The hot paths read the factory's IK cache directly (see ``encrypt_bytes``); the
+        # flags are cleared by ``close``.
         self._ik_id = ids.intermediate_key_id
-        self._ik_cache = keys.intermediate_keys
-        self._tracks = keys.intermediate_keys.tracks_use
-        self._latest = keys.intermediate_keys.latest_entries
-        self._exact = keys.intermediate_keys.exact_entries
-        #: No external hook listens to per-call events (the metrics flag is read per call).
-        self._quiet = not (keys.hooks.external_timing or keys.hooks.external_cache)
-        #: Open and unobserved: the hot paths may run (both cleared by ``close``); decrypt's
-        #: also needs ``decrypt_into`` and no revocation check on decrypt.
+        (
+            self._ik_cache,
+            self._tracks,
+            self._latest,
+            self._exact,
+            self._quiet,
+            self._fast_decrypt,
+        ) = keys.session_view
         self._fast = self._quiet
-        self._fast_decrypt = (
-            self._quiet and HAS_DECRYPT_INTO and not keys.policy.deny_revoked_on_decrypt
-        )
 
     def __repr__(self) -> str:
         return f"Session(partition={self.partition!r}, closed={self._closed})"
