@@ -13,15 +13,12 @@ Run with ``.venv/bin/python -m benchmarks.bench_loop``.
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass
 
-from benchmarks import _reference
 from benchmarks._cli import Context, main
+from benchmarks._subprocess import run_probe
 from benchmarks._table import Check, Row
 from benchmarks.bench_core import SIZES, TARGETS
 
@@ -40,27 +37,10 @@ FULL = Plan(calls={64 * 1024: 1000, 1024 * 1024: 100}, rounds=3)
 
 
 def _child(context: Context, impl: str, op: str, size: int, calls: int) -> list[float]:
-    root = str(_reference.REPO_ROOT)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks._loop_child",
-            impl,
-            op,
-            str(size),
-            str(calls),
-            str(context.reference.__file__),
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    seconds: list[float] = json.loads(result.stdout.strip().splitlines()[-1])["seconds"]
+    """One (implementation, operation, size) in a fresh interpreter: each call's seconds."""
+    seconds: list[float] = run_probe(context, "benchmarks._loop_child", impl, op, size, calls)[
+        "seconds"
+    ]
     return seconds
 
 

@@ -24,18 +24,15 @@ Run with ``.venv/bin/python -m benchmarks.bench_partitions [--scenario partition
 from __future__ import annotations
 
 import gc
-import json
-import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
 
 import asherah
-from benchmarks import _reference
 from benchmarks._cli import Context, main
 from benchmarks._rss_child import OUR_PARTITION_OVERRIDES, PLAINTEXT
+from benchmarks._subprocess import run_probe
 from benchmarks._table import Check, Row
 from benchmarks._timing import Measurement, paired_ratio
 from benchmarks.bench_core import CONFIG
@@ -67,26 +64,8 @@ def _pass(factory: Any, count: int) -> float:
 
 def _child(context: Context, impl: str, job: str, count: int) -> dict[str, float]:
     """Run :mod:`benchmarks._rss_child` in a fresh interpreter and return its JSON."""
-    root = str(_reference.REPO_ROOT)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks._rss_child",
-            impl,
-            job,
-            str(count),
-            str(context.reference.__file__),
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result: dict[str, float] = run_probe(context, "benchmarks._rss_child", impl, job, count)
+    return result
 
 
 def partitions_rows(context: Context) -> list[Row]:
