@@ -52,6 +52,10 @@ def default_mode() -> Mode:
     return "mlock" if _libc.unsupported_reason() is None else "none"
 
 
+#: Zeroes for wiping a key buffer (never written to).
+_ZERO_KEY = bytearray(KEY_SIZE)
+
+
 @dataclass(frozen=True, slots=True)
 class KeyStoreStats:
     """Counters since the store was created (a snapshot)."""
@@ -590,11 +594,14 @@ class KeyStore:
             raise ValueError(f"put needs a writable buffer of exactly {KEY_SIZE} bytes")
         entry = _Entry(next(self._ids), label)
         events: Events = []
+        flat = source.cast("B")
         try:
-            with source.cast("B") as flat:
-                self._backend.put(entry, flat, events)
+            self._backend.put(entry, flat, events)
         finally:
-            _libc.wipe(source)
+            # A slice copy from a zeroed bytearray: the same writes as memset, without the
+            # ctypes address lookup (Python never elides the assignment).
+            flat[:] = _ZERO_KEY
+            flat.release()
             source.release()
         self._backend.emit(events)
         return KeyHandle(self._backend, entry)
