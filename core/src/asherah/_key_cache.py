@@ -139,20 +139,21 @@ class KeyCache:
     def put(self, key_id: str, key: CryptoKey, now: float | None = None) -> CryptoKey:
         """Cache ``key``; if an entry for the same row exists keep it and drop the newcomer."""
         evicted: list[ExactKey] = []
+        exact = (key_id, key.created)  # one tuple for the cache and its policy
         with self._guard:
-            existing = self._exact.get((key_id, key.created))
+            existing = self._exact.get(exact)
             if existing is not None and existing is not key:
                 if key.revoked and not existing.revoked:
                     existing.revoked = True
                 key.wipe()
                 return existing
-            self._exact[(key_id, key.created)] = key
+            self._exact[exact] = key
             if self.tracks_use:
                 # Inserting is a use: the policy need not hear of it again within a second.
                 key.touched = self.clock() if now is None else now
-            for item in self._policy.insert((key_id, key.created)):
+            for item in self._policy.insert(exact):
                 victim = cast(ExactKey, item)
-                if victim == (key_id, key.created):
+                if victim == exact:
                     continue
                 evicted_key = self._exact.pop(victim, None)
                 self._checked.pop(victim, None)

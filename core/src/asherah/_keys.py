@@ -118,6 +118,11 @@ class CryptoKey:
                 self.prepared = AESGCM(material)
             finally:
                 material[:] = _ZERO_KEY
+                # The cipher keeps a reference to the (now zeroed) buffer it was built from:
+                # free the storage rather than keep 32 zero bytes per cached key (not possible
+                # while someone holds a view of it; then the zeroes stay).
+                with contextlib.suppress(BufferError):
+                    material.clear()
             self._handle = None
         else:
             self.prepared = None
