@@ -194,31 +194,29 @@ class SessionFactory:
             raise ConfigError("partition id cannot be empty")
         if self._closed:
             raise AsherahError("session factory is closed")
-        core = self._sessions.acquire(partition)
+        sessions = self._sessions
+        core = sessions.acquire(partition)
         return Session(
             partition,
             core.ids,
             core.keys,
             self._clock,
-            on_close=lambda _: self._sessions.release(core),
-            key_id_json=core.key_id_json,
+            lambda _: sessions.release(core),
+            core.key_id_json,
         )
 
     def _build_core(self, partition: str) -> SessionCore:
         ids = self._key_ids(partition)
-        shared = self.config.shared_intermediate_key_cache
-        keys = (
-            self._keys
-            if shared
-            else self._keys.with_own_intermediate_cache(
-                _key_policy(
-                    self.config.intermediate_key_cache_eviction_policy,
-                    self.config.intermediate_key_cache_max_size,
-                )
+        if self.config.shared_intermediate_key_cache:  # the default: one per cache miss
+            return SessionCore(partition, ids, json_string(ids.intermediate_key_id), self._keys)
+        keys = self._keys.with_own_intermediate_cache(
+            _key_policy(
+                self.config.intermediate_key_cache_eviction_policy,
+                self.config.intermediate_key_cache_max_size,
             )
         )
         return SessionCore(
-            partition, ids, json_string(ids.intermediate_key_id), keys, owns_key_cache=not shared
+            partition, ids, json_string(ids.intermediate_key_id), keys, owns_key_cache=True
         )
 
     def _on_memory_event(self, kind: str, label: object) -> None:

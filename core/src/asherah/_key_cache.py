@@ -18,31 +18,65 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import cast
 
 from asherah._keys import CryptoKey
 from asherah.cache._policies import EvictionPolicy, NeverEvict
 
 ExactKey = tuple[str, int]
+_random = random.random  # jitter only, not crypto
 #: A hot key tells its eviction policy it was used at most once per this many seconds.
 TOUCH_EVERY_S = 1.0
 
 
-@dataclass(slots=True)
 class LatestEntry:
     """The newest key of one id, with when it must be re-checked and when it expires."""
 
-    key: CryptoKey
-    fresh_until: float
-    valid_until: float
-    refreshing: bool = False
-    #: ``min(fresh_until, valid_until)``: until when encrypt may use the key without a look
-    #: at the metastore (one comparison on the hot path).
-    serve_until: float = 0.0
+    __slots__ = ("fresh_until", "key", "refreshing", "serve_until", "valid_until")
 
-    def __post_init__(self) -> None:
-        self.serve_until = min(self.fresh_until, self.valid_until)
+    def __init__(
+        self, key: CryptoKey, fresh_until: float, valid_until: float, refreshing: bool = False
+    ) -> None:
+        self.key = key
+        self.fresh_until = fresh_until
+        self.valid_until = valid_until
+        self.refreshing = refreshing
+        #: ``min(fresh_until, valid_until)``: until when encrypt may use the key without a look
+        #: at the metastore (one comparison on the hot path).
+        self.serve_until = fresh_until if fresh_until < valid_until else valid_until
+
+    def __repr__(self) -> str:
+        return (
+            f"LatestEntry(created={self.key.created}, fresh_until={self.fresh_until}, "
+            f"valid_until={self.valid_until}, refreshing={self.refreshing})"
+        )
+
+
+class IdLock:
+    """The load lock of one id, for one ``with`` block (single flight within the process).
+
+    Counted, so the cache forgets it once nobody holds or waits on it: a lock per id ever
+    loaded would otherwise stay for the cache's life (one per partition, never pruned).
+    """
+
+    __slots__ = ("_cache", "_key_id", "_lock", "users")
+
+    def __init__(self, cache: KeyCache, key_id: str) -> None:
+        self._cache = cache
+        self._key_id = key_id
+        self._lock = threading.Lock()
+        self.users = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        cache = self._cache
+        with cache._guard:
+            self.users -= 1
+            if not self.users and cache._locks.get(self._key_id) is self:
+                del cache._locks[self._key_id]
 
 
 class KeyCache:
@@ -76,7 +110,7 @@ class KeyCache:
         # When each exact entry's row was last read (only consulted under
         # deny_revoked_on_decrypt, which re-reads revocation once per interval).
         self._checked: dict[ExactKey, float] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, IdLock] = {}
         self._guard = threading.Lock()
 
     # -- reads ---------------------------------------------------------------------------------
@@ -102,20 +136,24 @@ class KeyCache:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def put(self, key_id: str, key: CryptoKey) -> CryptoKey:
+    def put(self, key_id: str, key: CryptoKey, now: float | None = None) -> CryptoKey:
         """Cache ``key``; if an entry for the same row exists keep it and drop the newcomer."""
         evicted: list[ExactKey] = []
+        exact = (key_id, key.created)  # one tuple for the cache and its policy
         with self._guard:
-            existing = self._exact.get((key_id, key.created))
+            existing = self._exact.get(exact)
             if existing is not None and existing is not key:
                 if key.revoked and not existing.revoked:
                     existing.revoked = True
                 key.wipe()
                 return existing
-            self._exact[(key_id, key.created)] = key
-            for item in self._policy.insert((key_id, key.created)):
+            self._exact[exact] = key
+            if self.tracks_use:
+                # Inserting is a use: the policy need not hear of it again within a second.
+                key.touched = self.clock() if now is None else now
+            for item in self._policy.insert(exact):
                 victim = cast(ExactKey, item)
-                if victim == (key_id, key.created):
+                if victim == exact:
                     continue
                 evicted_key = self._exact.pop(victim, None)
                 self._checked.pop(victim, None)
@@ -130,10 +168,10 @@ class KeyCache:
 
     def set_latest(self, key_id: str, key: CryptoKey, now: float) -> CryptoKey:
         """Cache ``key`` as the newest of ``key_id``, fresh from ``now``."""
-        key = self.put(key_id, key)
-        self._latest[key_id] = LatestEntry(
-            key, now + self._ttl(), key.created + self.expire_after_s
-        )
+        key = self.put(key_id, key, now)
+        # Up to ``jitter`` earlier than the interval (never later): see ``_ttl``.
+        fresh = now + self.ttl_s * (1.0 - self.jitter * _random())
+        self._latest[key_id] = LatestEntry(key, fresh, key.created + self.expire_after_s)
         return key
 
     def recheck_later(self, entry: LatestEntry, now: float) -> None:
@@ -153,7 +191,7 @@ class KeyCache:
     def _ttl(self) -> float:
         # Up to ``jitter`` earlier than the interval (never later), so a fleet spreads its
         # reloads and a revocation is never noticed later than one interval.
-        return self.ttl_s * (1.0 - self.jitter * random.random())  # noqa: S311 - not crypto
+        return self.ttl_s * (1.0 - self.jitter * _random())
 
     def due_for_check(self, key_id: str, created: int, now: float) -> bool:
         """True when the row behind an exact entry was not read within one interval."""
@@ -163,12 +201,20 @@ class KeyCache:
     def mark_checked(self, key_id: str, created: int, now: float) -> None:
         self._checked[(key_id, created)] = now
 
-    def lock_for(self, key_id: str) -> threading.Lock:
-        lock = self._locks.get(key_id)
-        if lock is None:
-            with self._guard:
-                lock = self._locks.setdefault(key_id, threading.Lock())
+    def lock_for(self, key_id: str) -> IdLock:
+        """The load lock of ``key_id``, counted as held or awaited until its ``with`` ends:
+        use it only as ``with cache.lock_for(key_id):``."""
+        with self._guard:
+            lock = self._locks.get(key_id)
+            if lock is None:
+                lock = self._locks[key_id] = IdLock(self, key_id)
+            lock.users += 1
         return lock
+
+    @property
+    def load_locks(self) -> int:
+        """Ids with a load in flight or awaited (tests: the locks do not pile up)."""
+        return len(self._locks)
 
     def __len__(self) -> int:
         return len(self._exact)
@@ -181,4 +227,3 @@ class KeyCache:
             self._exact.clear()
             self._latest.clear()
             self._checked.clear()
-            self._locks.clear()

@@ -16,9 +16,13 @@ from asherah._errors import ConfigError
 _REGION = re.compile(r"[a-z0-9-]+")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class KeyIds:
-    """The ids one session uses, derived once at ``get_session``."""
+    """The ids one session uses, derived once at ``get_session``.
+
+    Not frozen, though nothing changes it: one is built per partition the session cache
+    misses, and a frozen dataclass takes four times as long to build (0.64 vs 0.14 us here).
+    """
 
     partition: str
     system_key_id: str

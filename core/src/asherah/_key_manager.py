@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from asherah import _keys, _observe
 from asherah._errors import (
@@ -40,6 +40,7 @@ from asherah.metastore._base import Metastore
 _log = logging.getLogger("asherah.session")
 
 _CREATE_ATTEMPTS = 5
+A = TypeVar("A")
 
 
 class SessionView(NamedTuple):
@@ -131,7 +132,9 @@ class KeyManager:
         )
         # The parent SK of each cached IK, so deny_revoked_on_decrypt can honour an SK
         # revocation without folding it into the IK's own flag (which encrypt relies on).
+        # Kept only under that setting: nothing else reads it.
         self._parents: dict[tuple[str, int], KeyMeta] = {}
+        self._track_parents = policy.deny_revoked_on_decrypt
         self.closed = False
         #: Computed once: a new session (one per partition the session cache misses) copies it.
         self.session_view = self._session_view()
@@ -167,7 +170,8 @@ class KeyManager:
 
     def _evicted(self, cache: str) -> Callable[[tuple[str, int]], None]:
         def on_evict(victim: tuple[str, int]) -> None:
-            self._parents.pop(victim, None)
+            if self._track_parents:
+                self._parents.pop(victim, None)
             self.hooks.cache_event(cache, "eviction", "exact", victim[0])
 
         return on_evict
@@ -193,13 +197,16 @@ class KeyManager:
 
     def latest_intermediate(self, ids: KeyIds) -> CryptoKey:
         """The intermediate key new data-row keys are wrapped with (may block on a load)."""
-        key = self.cached_intermediate(ids, None)
-        if key is not None:
-            return key
+        ik_id = ids.intermediate_key_id
+        if ik_id in self.intermediate_keys.latest_entries:
+            key = self.cached_intermediate(ids, None)
+            if key is not None:
+                return key
+        elif self.closed:
+            raise AsherahError("session factory is closed")
+        # A new partition comes straight here: nothing cached to serve.
         return self._load_latest(
-            self.intermediate_keys,
-            ids.intermediate_key_id,
-            lambda now: self._load_or_create_intermediate(ids, now),
+            self.intermediate_keys, ik_id, self._load_or_create_intermediate, ids
         )
 
     def cached_intermediate(
@@ -269,12 +276,13 @@ class KeyManager:
             self.hooks.cache_event(cache.name, "load", "latest", key_id)
 
     def _load_latest(
-        self, cache: KeyCache, key_id: str, loader: Callable[[int], CryptoKey]
+        self, cache: KeyCache, key_id: str, loader: Callable[[A, int], CryptoKey], arg: A
     ) -> CryptoKey:
-        """Single flight: one caller loads while the others wait for its result."""
+        """Single flight: one caller runs ``loader(arg, now)`` while the others wait for its
+        result."""
         with cache.lock_for(key_id):
             now = self.clock()
-            entry = cache.latest(key_id)
+            entry = cache.latest_entries.get(key_id)
             if (
                 entry is not None
                 and not entry.key.revoked
@@ -285,8 +293,7 @@ class KeyManager:
             self.hooks.cache_event(
                 cache.name, "miss" if entry is None else "stale", "latest", key_id
             )
-            key = loader(int(now))
-            key = cache.set_latest(key_id, key, now)
+            key = cache.set_latest(key_id, loader(arg, int(now)), now)
             self.hooks.cache_event(cache.name, "load", "latest", key_id)
             return key
 
@@ -324,7 +331,8 @@ class KeyManager:
                 if self.metastore.store(ik_id, created, new_record):
                     event = "created" if replacing is None else "rotated"
                     self.hooks.key_event(event, "intermediate", ik_id, created, ids.partition)
-                    self._parents[(ik_id, created)] = parent
+                    if self._track_parents:
+                        self._parents[(ik_id, created)] = parent
                     return self._new_key(material, created, False, ik_id)
             except BaseException:
                 wipe(material)
@@ -341,7 +349,7 @@ class KeyManager:
                 self._refresh(cache, sk_id, entry, lambda t: self._load_or_create_system(sk_id, t))
                 entry = cache.latest(sk_id) or entry
             return entry.key
-        return self._load_latest(cache, sk_id, lambda t: self._load_or_create_system(sk_id, t))
+        return self._load_latest(cache, sk_id, self._load_or_create_system, sk_id)
 
     def _load_or_create_system(self, sk_id: str, now: int) -> CryptoKey:
         record = self.metastore.load_latest(sk_id)
@@ -480,7 +488,8 @@ class KeyManager:
         # Only the IK's own flag: an SK revocation takes effect at the next IK (and on decrypt
         # under deny_revoked_on_decrypt), never by making a valid IK look unusable, which
         # would send every encrypt back to the metastore.
-        self._parents[(ik_id, record.created)] = parent
+        if self._track_parents:
+            self._parents[(ik_id, record.created)] = parent
         return self._new_key(material, record.created, bool(record.revoked), ik_id)
 
     def _exact_system(self, meta: KeyMeta, error: type[AsherahError]) -> CryptoKey:

@@ -1,12 +1,13 @@
 """How the engine holds a system or intermediate key: one small type, so protection is
 decided in one place.
 
-A ``CryptoKey`` keeps its material in the factory's :class:`~asherah.hazmat.memory.KeyStore`
-(mlock'd slab and encrypted enclaves, per the ``secure_memory`` mode). With
-``cache_key_schedules`` on (the default, as in the reference) it also keeps a prepared AES-GCM
-cipher: OpenSSL's expanded key lives in that cipher's context until the key leaves the cache,
-and OpenSSL wipes it when the context is freed. With it off, every use opens the store. Data
-row keys never become a ``CryptoKey``: they live in a ``bytearray`` for one call.
+A ``CryptoKey`` holds its material one of two ways. With ``cache_key_schedules`` on (the
+default, as in the reference) it keeps a prepared AES-GCM cipher and nothing else: OpenSSL's
+expanded key lives in that cipher's contexts until the key leaves the cache, and OpenSSL wipes
+it when the contexts are freed. With it off, the material lives only in the factory's
+:class:`~asherah.hazmat.memory.KeyStore` (mlock'd slab and encrypted enclaves, per the
+``secure_memory`` mode) and every use opens the store. Data row keys never become a
+``CryptoKey``: they live in a ``bytearray`` for one call.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from asherah.hazmat.memory import (
 from asherah.hazmat.memory._aead import HAS_DECRYPT_INTO
 
 _WRAPPED_KEY_SIZE = aead.KEY_SIZE + aead.OVERHEAD
+#: Zeroes for wiping a key buffer with a slice copy (never written to).
+_ZERO_KEY = bytearray(aead.KEY_SIZE)
 
 
 def _open_urandom() -> Callable[[], bytearray]:
@@ -105,8 +108,25 @@ class CryptoKey:
             raise aead.AeadError(f"invalid key size {size}, must be {aead.KEY_SIZE} bytes")
         #: The cached cipher (``None`` when schedules are not cached or the key was wiped); the
         #: session's hot path reads it directly.
-        self.prepared: AESGCM | None = AESGCM(material) if cache_schedule else None
-        self._handle: KeyHandle | None = store.put(material, label=label)
+        self.prepared: AESGCM | None
+        self._handle: KeyHandle | None
+        if cache_schedule:
+            # The cipher's OpenSSL contexts hold the key for as long as it is cached, and every
+            # use goes through them: a second copy in the store would protect nothing and cost
+            # a store put (a sealed enclave, a slot, two mprotect calls) per new key.
+            try:
+                self.prepared = AESGCM(material)
+            finally:
+                material[:] = _ZERO_KEY
+                # The cipher keeps a reference to the (now zeroed) buffer it was built from:
+                # free the storage rather than keep 32 zero bytes per cached key (not possible
+                # while someone holds a view of it; then the zeroes stay).
+                with contextlib.suppress(BufferError):
+                    material.clear()
+            self._handle = None
+        else:
+            self.prepared = None
+            self._handle = store.put(material, label=label)
         self.created = created
         self.revoked = revoked
         #: When the cache last told its eviction policy this key was used (sampled, so a hot

@@ -9,7 +9,7 @@ partition.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from asherah._key_ids import KeyIds
@@ -49,6 +49,7 @@ class SessionCache:
         self._build = build
         self._policy = policy
         self._idle_s = idle_s
+        self._sweep_every = idle_s / 10
         self._clock = clock
         self._on_evict = on_evict
         self._cores: dict[str, SessionCore] = {}
@@ -60,34 +61,42 @@ class SessionCache:
 
     def acquire(self, partition: str) -> SessionCore:
         now = self._clock()
-        if self._policy is None:
+        policy = self._policy
+        if policy is None:
             core = self._build(partition)
             core.cached = False
             core.users = 1
             return core
-        evicted: list[str] = []
+        # Built only when something is evicted: a hit, and most misses, allocate no list.
+        evicted: list[str] | None = None
         with self._lock:
-            self._sweep(now, evicted)
+            if now - self._last_sweep >= self._sweep_every:
+                evicted = self._sweep(now)
             found = self._cores.get(partition)
             if found is not None and found.users == 0 and now - found.last_used >= self._idle_s:
-                self._drop(partition, evicted)
+                evicted = self._drop(partition, evicted)
                 found = None
             if found is None:
                 core = self._build(partition)
                 self._cores[partition] = core
-                self._admit(partition, evicted)
+                victims = policy.insert(partition)
+                if victims:
+                    evicted = self._evict(victims, evicted)
             else:
                 core = found
-                self._policy.touch(partition)
+                policy.touch(partition)
             core.users += 1
             core.last_used = now
-        self._report(evicted)
+        if evicted and self._on_evict is not None:
+            for victim in evicted:
+                self._on_evict(victim)
         return core
 
     def release(self, core: SessionCore) -> None:
+        now = self._clock()
         with self._lock:
             core.users -= 1
-            core.last_used = self._clock()
+            core.last_used = now
             done = core.users == 0 and not core.cached
         if done:
             core.finish()
@@ -100,41 +109,44 @@ class SessionCache:
             core.cached = False
             core.finish()
 
-    def _admit(self, partition: str, evicted: list[str]) -> None:
-        assert self._policy is not None  # noqa: S101 - callers check
-        victims = list(self._policy.insert(partition))
+    def _evict(self, victims: list[Hashable], evicted: list[str] | None) -> list[str] | None:
+        """Drop the policy's victims (already out of the policy); caller holds the lock."""
+        policy = self._policy
+        assert policy is not None  # noqa: S101 - callers check
+        pending = list(victims)
         for _ in range(len(self._cores) + 1):
-            if not victims:
-                return
-            victim = str(victims.pop(0))
+            if not pending:
+                break
+            victim = str(pending.pop(0))
             core = self._cores.get(victim)
             if core is None:
                 continue
             if core.users > 0:
                 # In use: never closed under its user. Re-admit it as recently used and let
                 # the policy pick again among the others.
-                victims.extend(str(v) for v in self._policy.insert(victim) if v != victim)
+                pending.extend(str(v) for v in policy.insert(victim) if v != victim)
                 continue
-            self._drop(victim, evicted)
+            evicted = self._drop(victim, evicted, in_policy=False)
+        return evicted
 
-    def _drop(self, partition: str, evicted: list[str]) -> None:
+    def _drop(
+        self, partition: str, evicted: list[str] | None, *, in_policy: bool = True
+    ) -> list[str]:
         core = self._cores.pop(partition)
-        if self._policy is not None:
+        if in_policy and self._policy is not None:
             self._policy.remove(partition)
         core.cached = False
         if core.users == 0:
             core.finish()
+        if evicted is None:
+            evicted = []
         evicted.append(partition)
+        return evicted
 
-    def _sweep(self, now: float, evicted: list[str]) -> None:
-        if now - self._last_sweep < self._idle_s / 10:
-            return
+    def _sweep(self, now: float) -> list[str] | None:
         self._last_sweep = now
+        evicted: list[str] | None = None
         for partition, core in list(self._cores.items()):
             if core.users == 0 and now - core.last_used >= self._idle_s:
-                self._drop(partition, evicted)
-
-    def _report(self, evicted: list[str]) -> None:
-        if self._on_evict is not None:
-            for partition in evicted:
-                self._on_evict(partition)
+                evicted = self._drop(partition, evicted)
+        return evicted
