@@ -273,3 +273,23 @@ def test_cold_path_hooks_are_skipped_when_only_builtins_would_ignore_them(
     events = [r.getMessage() for r in caplog.records if r.name == "asherah.events"]
     assert any("key cache" in m for m in events)
     assert any("_IK_loud_" in m for m in events)
+
+
+def test_backend_failures_are_logged_without_an_external_listener(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from asherah import MetastoreError
+
+    class Broken(InMemoryMetastore):
+        def load_latest(self, key_id: str) -> Any:
+            raise MetastoreError("server gone")
+
+    caplog.set_level(logging.WARNING, logger="asherah.events")
+    with SessionFactory(CONFIG, metastore=Broken()) as factory:
+        assert not factory.hooks.external_metastore
+        with pytest.raises(MetastoreError):
+            factory.get_session("p").encrypt_bytes(b"x")
+    assert any(
+        r.name == "asherah.events" and "metastore load_latest failed" in r.getMessage()
+        for r in caplog.records
+    )

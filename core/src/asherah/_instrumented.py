@@ -27,6 +27,13 @@ class InstrumentedMetastore(Metastore):
         return f"InstrumentedMetastore({self.inner!r})"
 
     def _timed(self, operation: str, key_id: str, call: Any, *args: Any) -> Any:
+        if not self._hooks.external_metastore:
+            # Only the built-in listens, and it logs failures alone: no clock reads.
+            try:
+                return call(*args)
+            except BaseException as exc:
+                self._hooks.metastore_call(operation, key_id, 0, type(exc).__name__)
+                raise
         started = time.perf_counter_ns()
         try:
             result = call(*args)
@@ -83,6 +90,13 @@ class InstrumentedKms(KeyManagementService):
         return f"InstrumentedKms({self.inner!r})"
 
     def _timed(self, operation: str, call: Any, arg: Any) -> Any:
+        if not self._hooks.external_kms:
+            # Only the built-in listens, and it logs failures alone: no clock reads.
+            try:
+                return call(arg)
+            except BaseException as exc:
+                self._hooks.kms_call(operation, 0, type(exc).__name__)
+                raise
         started = time.perf_counter_ns()
         try:
             result = call(arg)

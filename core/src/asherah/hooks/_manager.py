@@ -92,8 +92,8 @@ class Hooks:
         # log level is off, no metrics hook is set, nothing failed), the call is skipped; a
         # new partition fires several of these.
         self._external_key = self._has_external(pm.hook.asherah_key_event)
-        self._external_metastore = self._has_external(pm.hook.asherah_metastore_call)
-        self._external_kms = self._has_external(pm.hook.asherah_kms_call)
+        self.external_metastore = self._has_external(pm.hook.asherah_metastore_call)
+        self.external_kms = self._has_external(pm.hook.asherah_kms_call)
 
     def _has_external(self, hook: pluggy.HookCaller) -> bool:
         builtin = tuple(BUILTIN_PLUGINS.values())
@@ -156,7 +156,7 @@ class Hooks:
     def metastore_call(
         self, operation: str, key_id: str, duration_ns: int, error_type: str | None
     ) -> None:
-        if not self._external_metastore and error_type is None:
+        if not self.external_metastore and error_type is None:
             return  # the built-in logs failures only
         self._call(
             self.pm.hook.asherah_metastore_call,
@@ -167,7 +167,7 @@ class Hooks:
         )
 
     def kms_call(self, operation: str, duration_ns: int, error_type: str | None) -> None:
-        if not self._external_kms and error_type is None:
+        if not self.external_kms and error_type is None:
             return  # the built-in logs failures only
         self._call(
             self.pm.hook.asherah_kms_call,
