@@ -156,24 +156,28 @@ class Session:
 
     def encrypt_bytes(self, data: bytes | bytearray | memoryview) -> str:
         """Encrypt ``data`` and return the data row record as compact JSON."""
-        # The usual case is checked inline: bytes within the limit, an open session nobody
-        # observes per call, and the latest IK cached, prepared and fresh. Anything else (a
-        # load, a stale entry, a closed factory, whose close empties the cache, hooks or
-        # metrics) goes the general way, through the key manager.
+        record = self._encrypt_cached(data, MAX_PAYLOAD_BYTES)
+        return record if record is not None else self._encrypt_under(data, None)
+
+    def _encrypt_cached(self, data: bytes | bytearray | memoryview, limit: int) -> str | None:
+        """The usual case, never blocking: ``bytes`` of at most ``limit`` bytes, an open
+        session nobody observes per call, and the latest IK cached, prepared and fresh.
+        ``None`` for anything else (a load, a stale entry, a closed factory, whose close
+        empties the cache, hooks or metrics): the caller goes the general way."""
         entry = self._latest.get(self._ik_id)
         if entry is not None and type(data) is bytes and self._fast and not _METRICS.on:
             key = entry.key
             now = self._clock()
             if (
                 now < entry.serve_until
-                and len(data) <= MAX_PAYLOAD_BYTES
+                and len(data) <= limit
                 and not key.revoked
                 and (cipher := key.prepared) is not None
             ):
                 if self._tracks and not 0.0 <= now - key.touched < _TOUCH_EVERY_S:
                     self._ik_cache.touch(self._ik_id, key, now)
                 return self._seal(cipher, key.created, data, len(data), now)
-        return self._encrypt_under(data, None)
+        return None
 
     def _encrypt_under(
         self, data: bytes | bytearray | memoryview, intermediate: CryptoKey | None
@@ -246,21 +250,9 @@ class Session:
         """:meth:`encrypt_bytes` for asyncio: inline while the key is cached (microseconds),
         otherwise on the factory's worker threads so metastore and KMS I/O never block the
         loop."""
-        # The same inline check as encrypt_bytes (kept there unshared: a call is a measurable
-        # share of a small encrypt), for payloads small enough to seal on the loop.
-        entry = self._latest.get(self._ik_id)
-        if entry is not None and type(data) is bytes and self._fast and not _METRICS.on:
-            key = entry.key
-            now = self._clock()
-            if (
-                now < entry.serve_until
-                and len(data) < ASYNC_INLINE_LIMIT
-                and not key.revoked
-                and (cipher := key.prepared) is not None
-            ):
-                if self._tracks and not 0.0 <= now - key.touched < _TOUCH_EVERY_S:
-                    self._ik_cache.touch(self._ik_id, key, now)
-                return self._seal(cipher, key.created, data, len(data), now)
+        record = self._encrypt_cached(data, ASYNC_INLINE_LIMIT - 1)
+        if record is not None:
+            return record
         size = self._check_plaintext(data)
         if size < ASYNC_INLINE_LIMIT:
             keys = self._keys
