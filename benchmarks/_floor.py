@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 _NONCE = 12
 _TAG = 16
-# Below this size ``encrypt(...) + nonce`` beats ``encrypt_into`` (a bytearray and a memoryview
-# cost more than copying a small ciphertext); above it the copy of the ciphertext dominates.
-_INTO_THRESHOLD = 16 * 1024
+# From this size on a copy of the payload costs more than a memoryview: large ciphertexts are
+# base64-encoded in two parts rather than copied with the nonce, and sliced through views.
+_LARGE = 16 * 1024
 _DATA_FIELD = ',"Data":"'
 _SMALL_BASE64 = 128
 _DRAW = 32 + 2 * _NONCE
@@ -77,7 +77,7 @@ class FloorEnvelope:
         key_nonce = random[position + 32 + _NONCE : position + _DRAW]
         sealed_key = self._ik.encrypt(key_nonce, drk, None) + key_nonce
         b64 = pybase64.b64encode_as_string
-        if len(data) < _INTO_THRESHOLD:
+        if len(data) < _LARGE:
             head, tail = b64(body + nonce), ""
         else:
             # Base64 of a multiple of three bytes joins seamlessly with what follows: encode
@@ -102,7 +102,7 @@ class FloorEnvelope:
         ik = self._intermediates[(meta["KeyId"], meta["Created"])]
         b64decode = pybase64.b64decode
         a2b_base64 = binascii.a2b_base64
-        # Slicing ``bytes`` copies, yet beats memoryview slices below ``_INTO_THRESHOLD``.
+        # Slicing ``bytes`` copies, yet beats memoryview slices below ``_LARGE``.
         # The standard library's strict decoder beats pybase64 on short input.
         sealed_key = a2b_base64(key["Key"], strict_mode=True)
         drk = ik.decrypt(sealed_key[-_NONCE:], sealed_key[:-_NONCE], None)
@@ -111,5 +111,5 @@ class FloorEnvelope:
             sealed = a2b_base64(text, strict_mode=True)
         else:
             sealed = b64decode(text, validate=True)
-        view = sealed if len(sealed) < _INTO_THRESHOLD else memoryview(sealed)
+        view = sealed if len(sealed) < _LARGE else memoryview(sealed)
         return AESGCM(drk).decrypt(view[-_NONCE:], view[:-_NONCE], None)

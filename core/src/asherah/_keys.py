@@ -75,15 +75,9 @@ def _open_urandom_into() -> Callable[[bytearray], int | None]:
 
 
 #: Fill a buffer with fresh randomness in one read and return how many bytes were read (the
-#: encrypt path takes its data-row key and both nonces from one 56-byte read, and treats a
-#: short count as an error). The device's own ``readinto``: no Python frame in between.
+#: encrypt path's random pool reads its blocks with it and treats a short count as an error).
+#: The device's own ``readinto``: no Python frame in between.
 read_random_into = _open_urandom_into()
-
-
-def fill_random(buffer: bytearray) -> None:
-    """Fill ``buffer`` with fresh randomness, or raise."""
-    if read_random_into(buffer) != len(buffer):
-        raise OSError("short read from the system random source")
 
 
 class CryptoKey:

@@ -37,23 +37,6 @@ def seal_with(aead: AESGCM, plaintext: Buffer) -> bytes:
     return aead.encrypt(nonce, plaintext, None) + nonce
 
 
-#: From this size on, :func:`seal_data_with` writes into one preallocated buffer instead of
-#: concatenating the nonce onto a fresh ciphertext (one less copy of a large payload).
-_INTO_THRESHOLD = 16 * 1024
-
-
-def seal_data_with(aead: AESGCM, plaintext: Buffer) -> bytes | bytearray:
-    """:func:`seal_with` for payloads of any size; large ones avoid a copy."""
-    size = len(plaintext) if not isinstance(plaintext, memoryview) else plaintext.nbytes
-    nonce = os.urandom(NONCE_SIZE)
-    if size < _INTO_THRESHOLD:
-        return aead.encrypt(nonce, plaintext, None) + nonce
-    out = bytearray(size + OVERHEAD)
-    aead.encrypt_into(nonce, plaintext, None, memoryview(out)[: size + TAG_SIZE])
-    out[size + TAG_SIZE :] = nonce
-    return out
-
-
 def open_with(aead: AESGCM, sealed: Buffer) -> bytes:
     """Open a sealed blob with a prepared cipher; every failure is one ``AeadError``."""
     if len(sealed) < OVERHEAD:

@@ -99,12 +99,8 @@ class Hooks:
         builtin = tuple(BUILTIN_PLUGINS.values())
         return any(not isinstance(impl.plugin, builtin) for impl in hook.get_hookimpls())
 
-    # The two hot-path hooks are only called when someone listens, so an unobserved encrypt
-    # pays one attribute read; the compatibility metrics hook can be set at any time.
-    @property
-    def timing_enabled(self) -> bool:
-        return self.external_timing or _observe.METRICS.on
-
+    # The hot-path hooks are only called when someone listens; the compatibility metrics hook
+    # can be set at any time.
     @property
     def cache_hits_enabled(self) -> bool:
         return self.external_cache or _observe.METRICS.on
