@@ -164,6 +164,33 @@ def test_hot_path_keeps_a_busy_key_from_eviction() -> None:
         assert busy.decrypt_bytes(busy_record) == b"b"
 
 
+def test_hot_decrypt_tells_the_eviction_policy_once_a_second_on_the_engine_clock() -> None:
+    now = [1_000_000.0]
+    with SessionFactory(CONFIG, clock=lambda: now[0]) as factory, factory.get_session("a") as s:
+        records = [s.encrypt_bytes(b"r%d" % i) for i in range(3)]
+        cache = factory._keys.intermediate_keys
+        heard: list[object] = []
+        policy_touch = cache._policy.touch
+        cache._policy.touch = lambda key: (heard.append(key), policy_touch(key))  # type: ignore[method-assign]
+        touch = cache.touch
+        calls: list[float | None] = []
+
+        def counting_touch(key_id: str, key: Any, when: float | None = None) -> None:
+            calls.append(when)
+            touch(key_id, key, when)
+
+        s._ik_cache.touch = counting_touch  # type: ignore[method-assign]
+        for _ in range(50):
+            assert [s.decrypt_bytes(r) for r in records] == [b"r0", b"r1", b"r2"]
+        assert calls == []  # used within the second: no bookkeeping at all
+        assert heard == []
+        now[0] += 5
+        assert s.decrypt_bytes(records[0]) == b"r0"
+        assert s.decrypt_bytes(records[1]) == b"r1"
+        assert calls == [now[0]]  # sampled on the factory clock, once
+        assert heard == [("_IK_a_svc_prod", heard[0][1])]  # type: ignore[index]
+
+
 @pytest.mark.parametrize("offset", range(-1, 5))
 def test_large_payload_base64_in_two_parts_is_one_canonical_string(offset: int) -> None:
     from asherah._session import _SPLIT_FROM
@@ -244,6 +271,11 @@ def test_cached_decrypt_never_accepts_what_the_general_path_refuses(
         lambda r: r.replace('"Key":"', '"Key":["', 1),
         lambda r: r[:-3] + '/"}',
         lambda r: _set_unused_bits(r),
+        lambda r: json.dumps(json.loads(r)),  # spaces after separators
+        lambda r: json.dumps(dict(reversed(json.loads(r).items()))),  # Data first
+        lambda r: r.replace(',"Data":"', ',"Data":"\\u0041', 1)[:-3] + '"}',  # escaped char
+        lambda r: r.replace(',"Data":"', ',"Data":"\\u0041\\u0041\\u0041\\u0041', 1),
+        lambda r: r.replace('{"Key":', '{"Data":null,"Key":', 1),  # duplicate field, last wins
     ],
 )
 def test_cached_decrypt_agrees_on_edge_cases(warm: Any, edit: Any) -> None:
@@ -253,6 +285,17 @@ def test_cached_decrypt_agrees_on_edge_cases(warm: Any, edit: Any) -> None:
         assert _outcome(session.decrypt_bytes, mutated) == _outcome(
             session._decrypt_general, mutated
         )
+
+
+def test_short_records_of_any_json_layout_take_the_cached_path(warm: Any) -> None:
+    session, records = warm
+    for record in records[:-1]:  # the last one belongs to another partition
+        plaintext = session._decrypt_general(record)
+        spaced = json.dumps(json.loads(record), indent=1)
+        assert session._decrypt_cached(spaced) == plaintext
+        reordered = json.dumps(dict(reversed(json.loads(record).items())))
+        assert session._decrypt_cached(reordered) == plaintext
+    assert session._decrypt_cached(records[-1]) is None
 
 
 @settings(max_examples=300, deadline=None)
