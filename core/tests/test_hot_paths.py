@@ -287,15 +287,37 @@ def test_cached_decrypt_agrees_on_edge_cases(warm: Any, edit: Any) -> None:
         )
 
 
-def test_short_records_of_any_json_layout_take_the_cached_path(warm: Any) -> None:
-    session, records = warm
-    for record in records[:-1]:  # the last one belongs to another partition
-        plaintext = session._decrypt_general(record)
-        spaced = json.dumps(json.loads(record), indent=1)
-        assert session._decrypt_cached(spaced) == plaintext
-        reordered = json.dumps(dict(reversed(json.loads(record).items())))
-        assert session._decrypt_cached(reordered) == plaintext
-    assert session._decrypt_cached(records[-1]) is None
+def _inline_only(session: Any, record: str) -> bytes:
+    """Decrypt with the general path made to fail: only the inline path can answer."""
+    from asherah._session import Session
+
+    def refuse(self: object, record: object) -> bytes:
+        raise AssertionError("took the general path")
+
+    general = Session._decrypt_general
+    Session._decrypt_general = refuse  # type: ignore[method-assign,assignment]
+    try:
+        plaintext: bytes = session.decrypt_bytes(record)
+    finally:
+        Session._decrypt_general = general  # type: ignore[method-assign]
+    return plaintext
+
+
+def test_short_records_of_any_json_layout_take_the_inline_path() -> None:
+    with SessionFactory(CONFIG) as factory, factory.get_session("a") as session:
+        for size in (0, 1, 64, 1000, 4000):
+            record = session.encrypt_bytes(b"y" * size)
+            assert _inline_only(session, record) == b"y" * size
+            spaced = json.dumps(json.loads(record), indent=1)
+            reordered = json.dumps(dict(reversed(json.loads(record).items())))
+            for layout in (spaced, reordered):
+                if len(layout) <= 2048:  # parsed whole; longer ones must have the usual layout
+                    assert _inline_only(session, layout) == b"y" * size
+                else:
+                    assert session.decrypt_bytes(layout) == b"y" * size
+        other = factory.get_session("b").encrypt_bytes(b"z")
+        with pytest.raises(AssertionError, match="general path"):
+            _inline_only(session, other)  # another partition: declined
 
 
 @settings(max_examples=300, deadline=None)

@@ -12,6 +12,7 @@ import asyncio
 import binascii
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar
 
 import orjson
@@ -54,12 +55,29 @@ _SPLIT_FROM = 16 * 1024
 #: longer ones are split at the Data field so orjson never copies a long payload string.
 #: (Measured: a whole parse costs 0.37 us at 64 B of data, 0.56 us at 1 KiB, and grows about
 #: 0.2 ns a character; splitting costs 0.65 us at any size.)
-_PARSE_WHOLE_UP_TO = 1024
+_PARSE_WHOLE_UP_TO = 2048
 #: Payloads at least this large are encrypted and decrypted on a worker thread by the async
 #: API even when keys are cached: AES over them takes long enough to stall an event loop, and
 #: ``cryptography`` releases the GIL while it works.
 ASYNC_INLINE_LIMIT = 256 * 1024
 _METRICS = _observe.METRICS
+#: Set by the async API around a call of the sync one: the call must not wait for metastore or
+#: KMS I/O. Where the general path would, it raises :class:`_NeedsWorker` instead (before any
+#: side effect) and the async caller hands the call to a worker thread. Worker threads never
+#: see it set: executors do not copy the caller's context.
+_INLINE_ONLY: ContextVar[bool] = ContextVar("asherah_inline_only", default=False)
+
+
+class _NeedsWorker(Exception):
+    """The call needs metastore or KMS I/O, which the event loop must not wait for."""
+
+
+class _Declined(Exception):
+    """The inline decrypt path does not take this record; the general path will."""
+
+
+#: Everything the inline decrypt path may raise on a record it should not take.
+_DECLINED = (_Declined, JSONDecodeError, KeyError, TypeError, ValueError, InvalidTag)
 _b64encode = pybase64.b64encode_as_string
 _b64decode = pybase64.b64decode
 _a2b_base64 = binascii.a2b_base64
@@ -160,28 +178,23 @@ class Session:
 
     def encrypt_bytes(self, data: bytes | bytearray | memoryview) -> str:
         """Encrypt ``data`` and return the data row record as compact JSON."""
-        record = self._encrypt_cached(data, MAX_PAYLOAD_BYTES)
-        return record if record is not None else self._encrypt_under(data, None)
-
-    def _encrypt_cached(self, data: bytes | bytearray | memoryview, limit: int) -> str | None:
-        """The usual case, never blocking: ``bytes`` of at most ``limit`` bytes, an open
-        session nobody observes per call, and the latest IK cached, prepared and fresh.
-        ``None`` for anything else (a load, a stale entry, a closed factory, whose close
-        empties the cache, hooks or metrics): the caller goes the general way."""
+        # The usual case, inline: ``bytes``, an open session nobody observes per call, and the
+        # latest IK cached, prepared and fresh. Anything else (a load, a stale entry, a closed
+        # factory, whose close empties the cache, hooks or metrics) goes the general way.
         entry = self._latest.get(self._ik_id)
         if entry is not None and type(data) is bytes and self._fast and not _METRICS.on:
             key = entry.key
             now = self._clock()
             if (
                 now < entry.serve_until
-                and len(data) <= limit
+                and len(data) <= MAX_PAYLOAD_BYTES
                 and not key.revoked
                 and (cipher := key.prepared) is not None
             ):
                 if self._tracks and not 0.0 <= now - key.touched < _TOUCH_EVERY_S:
                     self._ik_cache.touch(self._ik_id, key, now)
                 return self._seal(cipher, key.created, data, len(data), now)
-        return None
+        return self._encrypt_under(data, None)
 
     def _encrypt_under(
         self, data: bytes | bytearray | memoryview, intermediate: CryptoKey | None
@@ -192,7 +205,13 @@ class Session:
         hooks = self._keys.hooks
         started = time.perf_counter_ns() if hooks.external_timing or _METRICS.on else 0
         if intermediate is None:
-            intermediate = self._keys.latest_intermediate(self._ids)
+            keys = self._keys
+            if _INLINE_ONLY.get():
+                intermediate = keys.cached_intermediate(self._ids, keys.workers.submit)
+                if intermediate is None:
+                    raise _NeedsWorker
+            else:
+                intermediate = keys.latest_intermediate(self._ids)
         try:
             cipher = intermediate.cipher
         except aead.AeadError:
@@ -254,15 +273,14 @@ class Session:
         """:meth:`encrypt_bytes` for asyncio: inline while the key is cached (microseconds),
         otherwise on the factory's worker threads so metastore and KMS I/O never block the
         loop."""
-        record = self._encrypt_cached(data, ASYNC_INLINE_LIMIT - 1)
-        if record is not None:
-            return record
-        size = self._check_plaintext(data)
-        if size < ASYNC_INLINE_LIMIT:
-            keys = self._keys
-            intermediate = keys.cached_intermediate(self._ids, keys.workers.submit)
-            if intermediate is not None:
-                return self._encrypt_under(data, intermediate)
+        if self._check_plaintext(data) < ASYNC_INLINE_LIMIT:
+            inline = _INLINE_ONLY.set(True)
+            try:
+                return self.encrypt_bytes(data)
+            except _NeedsWorker:
+                pass
+            finally:
+                _INLINE_ONLY.reset(inline)
         return await self._in_worker(self.encrypt_bytes, data)
 
     async def encrypt_text_async(self, text: str) -> str:
@@ -288,96 +306,93 @@ class Session:
 
     def decrypt_bytes(self, record: str | bytes | bytearray) -> bytes:
         """Decrypt a data row record (JSON text or its UTF-8 bytes) written by any Asherah."""
-        if (
-            type(record) is str
-            and self._fast_decrypt
-            and not _METRICS.on
-            and (plaintext := self._decrypt_cached(record)) is not None
-        ):
-            return plaintext
-        return self._decrypt_general(record)
-
-    def _decrypt_cached(self, record: str) -> bytes | None:
-        """The usual case: a record of the shape every Asherah writes, for this partition,
-        whose IK is cached and prepared. ``None`` for anything else, every error included:
-        the general path then decides, and names the problem.
-
-        Short records are parsed whole, exactly as the general parser starts; longer ones
-        as :func:`~asherah._data_row.parse_fast` does. The checks a cache hit makes redundant
-        are left out: only a ``str`` key id equal to a cached one can hit, and
-        cached ids and ``Created`` values passed every limit when they were loaded. A 60-byte
-        strict decode implies the 80 unpadded characters of a wrapped key. What no hit can
-        vouch for (the record's own ``Created`` and ``Revoked``, the data's base64) is checked
-        as the general parser would. ``test_hot_paths`` holds both paths to the same answers.
-        """
-        try:
-            if len(record) <= _PARSE_WHOLE_UP_TO:
-                # The general parser's own first step, so any JSON it reads is read the same.
-                row = _loads(record)
-                key = row["Key"]
-                text = row["Data"]
-                if type(text) is not str:
-                    return None
-            else:
-                cut = record.find(DATA_MARK)
+        if type(record) is str and self._fast_decrypt and not _METRICS.on:
+            # The usual case, inline: a record of the shape every Asherah writes, for this
+            # partition, whose IK is cached and prepared. Anything else, every error included,
+            # is declined (``_Declined`` or the error itself) and the general path decides, and
+            # names the problem. ``test_hot_paths`` holds both paths to the same answers.
+            #
+            # Short records are parsed whole, exactly as the general parser starts; longer
+            # ones as :func:`~asherah._data_row.parse_fast` does. The checks a cache hit makes
+            # redundant are left out: only a ``str`` key id equal to a cached one can hit, and
+            # cached ids and ``Created`` values passed every limit when they were loaded. A
+            # 60-byte strict decode implies the 80 unpadded characters of a wrapped key. What
+            # no hit can vouch for (the record's own ``Created`` and ``Revoked``, the data's
+            # base64) is checked as the general parser would.
+            try:
+                if len(record) <= _PARSE_WHOLE_UP_TO:
+                    # The general parser's own first step: any JSON it reads is read the same.
+                    row = _loads(record)
+                    key = row["Key"]
+                    text = row["Data"]
+                    if type(text) is not str:
+                        raise _Declined
+                else:
+                    cut = record.find(DATA_MARK)
+                    if (
+                        cut < 8
+                        or len(record) > MAX_RECORD_CHARS
+                        or not record.startswith('{"Key":{')
+                        or not record.endswith('"}')
+                    ):
+                        raise _Declined
+                    # ``record[7]`` is "{", so a successful parse is a dict, and since base64
+                    # holds no quote or backslash the record is exactly
+                    # {"Key":<it>,"Data":"<text>"}.
+                    key = _loads(record[7:cut])
+                    text = record[cut + 9 : -2]
+                parent = key["ParentKeyMeta"]
+                key_id = parent["KeyId"]
+                key_created = parent["Created"]
+                row_created = key["Created"]
+                cached = self._exact.get((key_id, key_created))
                 if (
-                    cut < 8
-                    or len(record) > MAX_RECORD_CHARS
-                    or not record.startswith('{"Key":{')
-                    or not record.endswith('"}')
+                    cached is None
+                    or type(key_created) is not int
+                    or type(row_created) is not int
+                    or row_created > I64_MAX
+                    or ("Revoked" in key and type(key["Revoked"]) is not bool)
+                    or (cipher := cached.prepared) is None
+                    or (key_id != self._ik_id and not self._ids.accepts_intermediate(key_id))
+                    or text[-3:] in BAD_ENDINGS  # both decoders refuse a length not 4n
                 ):
-                    return None
-                # ``record[7]`` is "{", so a successful parse is a dict, and since base64 holds
-                # no quote or backslash the record is exactly {"Key":<it>,"Data":"<text>"}.
-                key = _loads(record[7:cut])
-                text = record[cut + 9 : -2]
-            parent = key["ParentKeyMeta"]
-            key_id = parent["KeyId"]
-            key_created = parent["Created"]
-            row_created = key["Created"]
-            cached = self._exact.get((key_id, key_created))
-            if (
-                cached is None
-                or type(key_created) is not int
-                or type(row_created) is not int
-                or row_created > I64_MAX
-                or ("Revoked" in key and type(key["Revoked"]) is not bool)
-                or (cipher := cached.prepared) is None
-                or (key_id != self._ik_id and not self._ids.accepts_intermediate(key_id))
-                or text[-3:] in BAD_ENDINGS  # both decoders refuse a length not 4n
-            ):
-                return None
-            wrapped = _a2b_base64(key["Key"], strict_mode=True)
-            if len(wrapped) != WRAPPED_KEY_BYTES:
-                return None
-            if len(text) <= SMALL_BASE64:
-                sealed = _a2b_base64(text, strict_mode=True)
-            else:
-                sealed = _b64decode(text, validate=True)
-        except (JSONDecodeError, KeyError, TypeError, ValueError):
-            return None
-        if self._tracks:
-            # The key cache samples use on the engine's clock: read the same one.
-            now = self._clock()
-            if not 0.0 <= now - cached.touched < _TOUCH_EVERY_S:
-                self._ik_cache.touch(key_id, cached, now)
-        drk = bytearray(32)
-        try:
-            cipher.decrypt_into(wrapped[-12:], wrapped[:-12], None, drk)
-            data_cipher = AESGCM(drk)
-            # Slices copy: cheaper than memoryviews for small payloads only.
-            view = sealed if len(sealed) < _SPLIT_FROM else memoryview(sealed)
-            return data_cipher.decrypt(view[-12:], view[:-12], None)
-        except (InvalidTag, ValueError):
-            return None
-        finally:
-            drk[:] = _ZERO_KEY
+                    raise _Declined
+                wrapped = _a2b_base64(key["Key"], strict_mode=True)
+                if len(wrapped) != WRAPPED_KEY_BYTES:
+                    raise _Declined
+                if len(text) <= SMALL_BASE64:
+                    sealed = _a2b_base64(text, strict_mode=True)
+                else:
+                    sealed = _b64decode(text, validate=True)
+                if self._tracks:
+                    # The key cache samples use on the engine's clock: read the same one.
+                    now = self._clock()
+                    if not 0.0 <= now - cached.touched < _TOUCH_EVERY_S:
+                        self._ik_cache.touch(key_id, cached, now)
+                drk = bytearray(32)
+                try:
+                    cipher.decrypt_into(wrapped[-12:], wrapped[:-12], None, drk)
+                    data_cipher = AESGCM(drk)
+                    # Slices copy: cheaper than memoryviews for small payloads only.
+                    view = sealed if len(sealed) < _SPLIT_FROM else memoryview(sealed)
+                    return data_cipher.decrypt(view[-12:], view[:-12], None)
+                finally:
+                    drk[:] = _ZERO_KEY
+            except _DECLINED:
+                pass
+        return self._decrypt_general(record)
 
     def _decrypt_general(self, record: str | bytes | bytearray) -> bytes:
         hooks = self._keys.hooks
         started = time.perf_counter_ns() if hooks.external_timing or _METRICS.on else 0
         row = self._parse(record)
-        intermediate = self._keys.intermediate_for_decrypt(row.key_id, row.key_created)
+        keys = self._keys
+        if _INLINE_ONLY.get():
+            intermediate = keys.cached_for_decrypt(row.key_id, row.key_created)
+            if intermediate is None:
+                raise _NeedsWorker
+        else:
+            intermediate = keys.intermediate_for_decrypt(row.key_id, row.key_created)
         return self._open(intermediate, row, started)
 
     def _open(self, intermediate: CryptoKey, row: DataRow, started: int) -> bytes:
@@ -410,21 +425,14 @@ class Session:
     async def decrypt_bytes_async(self, record: str | bytes | bytearray) -> bytes:
         """:meth:`decrypt_bytes` for asyncio: inline while the key is cached, otherwise on
         the factory's worker threads."""
-        if (
-            type(record) is str
-            and self._fast_decrypt
-            and not _METRICS.on
-            and len(record) < ASYNC_INLINE_LIMIT
-            and (plaintext := self._decrypt_cached(record)) is not None
-        ):
-            return plaintext  # cached key, no I/O: as cheap as the sync call
         if isinstance(record, str | bytes | bytearray) and len(record) < ASYNC_INLINE_LIMIT:
-            keys = self._keys
-            started = time.perf_counter_ns() if keys.hooks.external_timing or _METRICS.on else 0
-            row = self._parse(record)
-            intermediate = keys.cached_for_decrypt(row.key_id, row.key_created)
-            if intermediate is not None:
-                return self._open(intermediate, row, started)
+            inline = _INLINE_ONLY.set(True)
+            try:
+                return self.decrypt_bytes(record)
+            except _NeedsWorker:
+                pass
+            finally:
+                _INLINE_ONLY.reset(inline)
         return await self._in_worker(self.decrypt_bytes, record)
 
     async def decrypt_text_async(self, record: str | bytes | bytearray) -> str:
