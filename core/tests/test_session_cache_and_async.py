@@ -168,6 +168,44 @@ def test_cold_path_runs_off_the_loop_and_cancellation_is_safe() -> None:
     asyncio.run(main())
 
 
+class _LoadThreads(ControllableMetastore):
+    """Records which thread made each exact ``load`` (the decrypt path's read)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exact_load_threads: list[str] = []
+
+    def load(self, key_id: str, created: int) -> Any:
+        self.exact_load_threads.append(threading.current_thread().name)
+        return super().load(key_id, created)
+
+
+def test_async_decrypt_of_an_uncached_key_loads_off_the_loop_then_runs_inline() -> None:
+    from asherah._session import _INLINE_ONLY
+
+    metastore = _LoadThreads()
+    kms = StaticKeyManagementService(bytes.fromhex(KEY_HEX))
+    with SessionFactory(CONFIG, metastore=metastore, kms=kms) as writer:
+        records = [writer.get_session("p").encrypt_bytes(b"row %d" % i) for i in range(3)]
+
+    async def main() -> None:
+        with SessionFactory(CONFIG, metastore=metastore, kms=kms) as reader:
+            session = reader.get_session("p")
+            assert await session.decrypt_bytes_async(records[0]) == b"row 0"
+            loads = list(metastore.exact_load_threads)
+            assert loads  # the IK (and SK) rows were read ...
+            assert threading.main_thread().name not in loads  # ... on worker threads
+            assert _INLINE_ONLY.get() is False  # the signal never outlives the call
+            assert [await session.decrypt_bytes_async(r) for r in records[1:]] == [
+                b"row 1",
+                b"row 2",
+            ]
+            assert metastore.exact_load_threads == loads  # cached now: nothing read again
+            assert session.decrypt_bytes(records[2]) == b"row 2"  # sync in the loop thread
+
+    asyncio.run(main())
+
+
 def test_module_level_async_api() -> None:
     async def main() -> Any:
         await asherah.setup_async(CONFIG)
