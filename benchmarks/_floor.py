@@ -51,9 +51,12 @@ class FloorEnvelope:
     """One partition with one cached intermediate key; records in the reference format."""
 
     def __init__(self, key_id: str, created: int, intermediate_key: bytes) -> None:
-        self._created = created
         self._ik = AESGCM(intermediate_key)
-        self._key_id_json = json.dumps(key_id, ensure_ascii=False)
+        # Everything between the wrapped key and the data is constant per intermediate key.
+        self._middle = (
+            f'","ParentKeyMeta":{{"KeyId":{json.dumps(key_id, ensure_ascii=False)},'
+            f'"Created":{created}}}}},"Data":"'
+        )
         self._intermediates = {(key_id, created): self._ik}
         self._random = b""
         self._position = _BLOCK
@@ -89,9 +92,8 @@ class FloorEnvelope:
             cut = len(body) - len(body) % 3
             head, tail = b64(memoryview(body)[:cut]), b64(body[cut:] + nonce)
         return (
-            f'{{"Key":{{"Created":{int(time.time())},"Key":"{b64(sealed_key)}",'
-            f'"ParentKeyMeta":{{"KeyId":{self._key_id_json},"Created":{self._created}}}}},'
-            f'"Data":"{head}{tail}"}}'
+            f'{{"Key":{{"Created":{int(time.time())},"Key":"{b64(sealed_key)}{self._middle}'
+            f'{head}{tail}"}}'
         )
 
     def decrypt_bytes(self, record: str) -> bytes:

@@ -100,6 +100,7 @@ class Session:
         "_key_id_json",
         "_keys",
         "_latest",
+        "_middle",
         "_on_close",
         "_quiet",
         "_tracks",
@@ -122,6 +123,11 @@ class Session:
         self._key_id_json = key_id_json or json_string(ids.intermediate_key_id)
         self._closed = False
         self._on_close = on_close
+        #: ``(IK created, the record text from the end of the wrapped key to the start of the
+        #: data)``: constant per intermediate key, so it is formatted once per key, not per
+        #: call. One tuple, replaced whole, so concurrent callers never pair a ``Created``
+        #: with another key's text.
+        self._middle: tuple[int, str] = (-1, "")
         # The hot paths read the factory's IK cache directly (see ``encrypt_bytes``); the
         # flags are cleared by ``close``.
         self._ik_id = ids.intermediate_key_id
@@ -242,12 +248,18 @@ class Session:
             sealed_key = cipher.encrypt(key_nonce, fresh, None) + key_nonce
         finally:
             fresh[:] = _ZERO_KEY
+        created, middle = self._middle
+        if created != key_created:
+            middle = (
+                f'","ParentKeyMeta":{{"KeyId":{self._key_id_json},"Created":{key_created}}}}},'
+                '"Data":"'
+            )
+            self._middle = (key_created, middle)
         if size < _SPLIT_FROM:
             sealed_data = data_cipher.encrypt(data_nonce, data, None) + data_nonce
             return (
-                f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}",'
-                f'"ParentKeyMeta":{{"KeyId":{self._key_id_json},"Created":{key_created}}}}},'
-                f'"Data":"{_b64encode(sealed_data)}"}}'
+                f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}{middle}'
+                f'{_b64encode(sealed_data)}"}}'
             )
         # Large payloads: never build ``ciphertext || tag || nonce``. Base64 of a multiple of
         # three bytes joins seamlessly with the base64 of what follows, so the ciphertext is
@@ -258,9 +270,8 @@ class Session:
         with memoryview(body) as view:
             head = _b64encode(view[:cut])
         return (
-            f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}",'
-            f'"ParentKeyMeta":{{"KeyId":{self._key_id_json},"Created":{key_created}}}}},'
-            f'"Data":"{head}{_b64encode(body[cut:] + data_nonce)}"}}'
+            f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}{middle}'
+            f'{head}{_b64encode(body[cut:] + data_nonce)}"}}'
         )
 
     def encrypt_text(self, text: str) -> str:
