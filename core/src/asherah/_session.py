@@ -380,7 +380,7 @@ class Session:
                     now = self._clock()
                     if not 0.0 <= now - cached.touched < _TOUCH_EVERY_S:
                         self._ik_cache.touch(key_id, cached, now)
-                drk = bytearray(32)
+                drk = _ZERO_KEY[:]  # a copy of zeroes: cheaper than bytearray(32)
                 try:
                     cipher.decrypt_into(wrapped[-12:], wrapped[:-12], None, drk)
                     data_cipher = AESGCM(drk)
