@@ -166,7 +166,8 @@ def test_hot_path_keeps_a_busy_key_from_eviction() -> None:
 
 def test_hot_decrypt_tells_the_eviction_policy_once_a_second_on_the_engine_clock() -> None:
     now = [1_000_000.0]
-    with SessionFactory(CONFIG, clock=lambda: now[0]) as factory, factory.get_session("a") as s:
+    config = {**CONFIG, "IntermediateKeyCacheMaxSize": 2}  # one key is half full: watched
+    with SessionFactory(config, clock=lambda: now[0]) as factory, factory.get_session("a") as s:
         records = [s.encrypt_bytes(b"r%d" % i) for i in range(3)]
         cache = factory._keys.intermediate_keys
         heard: list[object] = []
@@ -189,6 +190,40 @@ def test_hot_decrypt_tells_the_eviction_policy_once_a_second_on_the_engine_clock
         assert s.decrypt_bytes(records[1]) == b"r1"
         assert calls == [now[0]]  # sampled on the factory clock, once
         assert heard == [("_IK_a_svc_prod", heard[0][1])]  # type: ignore[index]
+
+
+def test_hot_paths_watch_use_only_once_the_cache_is_half_full() -> None:
+    now = [1_000_000.0]
+    config = {**CONFIG, "IntermediateKeyCacheMaxSize": 6}
+    with SessionFactory(config, clock=lambda: now[0]) as factory:
+        cache = factory._keys.intermediate_keys
+        heard: list[str] = []
+        policy_touch = cache._policy.touch
+
+        def hear(key: Any) -> None:
+            heard.append(key[0])
+            policy_touch(key)
+
+        cache._policy.touch = hear  # type: ignore[method-assign]
+        sessions = {p: factory.get_session(p) for p in "abcdefg"}
+        first = {p: sessions[p].encrypt_bytes(p.encode()) for p in "ab"}
+        now[0] += 5
+        for p in "ab":  # two of six: nothing can be evicted soon, so nobody is told
+            assert sessions[p].decrypt_bytes(first[p]) == p.encode()
+            sessions[p].encrypt_bytes(b"again")
+        assert not cache.watching
+        assert heard == []
+        sessions["c"].encrypt_bytes(b"c")  # three of six: watched from now on
+        assert cache.watching
+        now[0] += 5
+        assert sessions["a"].decrypt_bytes(first["a"]) == b"a"
+        assert heard == ["_IK_a_svc_prod"]
+        for p in "defg":  # fills the cache and evicts the least recently used: "b", not "a"
+            sessions[p].encrypt_bytes(p.encode())
+        cached = {key_id for key_id, _ in cache.exact_entries}
+        assert "_IK_a_svc_prod" in cached
+        assert "_IK_b_svc_prod" not in cached
+        assert sessions["b"].decrypt_bytes(first["b"]) == b"b"  # reloaded, still decrypts
 
 
 @pytest.mark.parametrize("offset", range(-1, 5))

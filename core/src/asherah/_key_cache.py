@@ -100,6 +100,14 @@ class KeyCache:
         self.jitter = jitter
         self._policy = policy or NeverEvict()
         self.tracks_use = not isinstance(self._policy, NeverEvict)
+        #: Whether the session hot paths tell the policy about uses: only once the cache is
+        #: half full. Below that, half a capacity of new keys must arrive before anything is
+        #: evicted; the insertion order the policy already holds stands in for use order until
+        #: then, and every key in use is touched within a second of the switch. It spares a
+        #: clock read on every cached decrypt while the cache is far from full (the usual
+        #: case). The general paths and :meth:`touch` itself are unaffected.
+        self.watching = False
+        self._watch_from = max(1, self._policy.capacity // 2)
         self._on_evict = on_evict
         self._exact: dict[ExactKey, CryptoKey] = {}
         self._latest: dict[str, LatestEntry] = {}
@@ -151,6 +159,8 @@ class KeyCache:
             if self.tracks_use:
                 # Inserting is a use: the policy need not hear of it again within a second.
                 key.touched = self.clock() if now is None else now
+                if len(self._exact) >= self._watch_from:
+                    self.watching = True  # entries leave only by eviction (at capacity)
             for item in self._policy.insert(exact):
                 victim = cast(ExactKey, item)
                 if victim == exact:
@@ -225,5 +235,6 @@ class KeyCache:
             for key in self._exact.values():
                 key.wipe()
             self._exact.clear()
+            self.watching = False
             self._latest.clear()
             self._checked.clear()

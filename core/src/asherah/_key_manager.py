@@ -47,7 +47,6 @@ class SessionView(NamedTuple):
     """The IK cache as the session hot paths read it, and whether they may run at all."""
 
     cache: KeyCache
-    tracks_use: bool
     latest: Mapping[str, LatestEntry]
     exact: Mapping[tuple[str, int], CryptoKey]
     #: No external hook listens to per-call events (the metrics flag is read per call).
@@ -161,7 +160,6 @@ class KeyManager:
         quiet = not (self.hooks.external_timing or self.hooks.external_cache)
         return SessionView(
             cache,
-            cache.tracks_use,
             cache.latest_entries,
             cache.exact_entries,
             quiet,

@@ -103,7 +103,6 @@ class Session:
         "_middle",
         "_on_close",
         "_quiet",
-        "_tracks",
         "partition",
     )
 
@@ -133,7 +132,6 @@ class Session:
         self._ik_id = ids.intermediate_key_id
         (
             self._ik_cache,
-            self._tracks,
             self._latest,
             self._exact,
             self._quiet,
@@ -197,7 +195,7 @@ class Session:
                 and not key.revoked
                 and (cipher := key.prepared) is not None
             ):
-                if self._tracks and not 0.0 <= now - key.touched < _TOUCH_EVERY_S:
+                if self._ik_cache.watching and not 0.0 <= now - key.touched < _TOUCH_EVERY_S:
                     self._ik_cache.touch(self._ik_id, key, now)
                 return self._seal(cipher, key.created, data, len(data), now)
         return self._encrypt_under(data, None)
@@ -375,7 +373,7 @@ class Session:
                     sealed = _a2b_base64(text, strict_mode=True)
                 else:
                     sealed = _b64decode(text, validate=True)
-                if self._tracks:
+                if self._ik_cache.watching:
                     # The key cache samples use on the engine's clock: read the same one.
                     now = self._clock()
                     if not 0.0 <= now - cached.touched < _TOUCH_EVERY_S:
