@@ -8,13 +8,20 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sql_testlib import open_metastore, record, unique
 
 from asherah import MetastoreError
-from asherah_metastore_sql import SqlMetastore, SqlMetastoreOptions, _shared, dispose_engines
+from asherah_metastore_sql import (
+    SqlMetastore,
+    SqlMetastoreOptions,
+    _metastore,
+    _shared,
+    dispose_engines,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -145,10 +152,20 @@ def test_private_memory_databases_are_never_shared() -> None:
     second.close()
 
 
-def test_create_schema_runs_once_per_shared_engine_and_table(tmp_path: Path) -> None:
+def test_create_schema_runs_once_per_shared_engine_and_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite://{tmp_path / 'keys.db'}"
     first = open_metastore(url)  # SQLite creates its table at start-up
     statements: list[str] = []
+    # The DDL runs on the driver's cursor, as the per-key statements do; Core is watched too.
+    real_run_raw = _metastore.run_raw
+
+    def recording(engine: sa.Engine, lock: Any, label: str, raw: Any, *args: Any) -> Any:
+        statements.append(raw.sql)
+        return real_run_raw(engine, lock, label, raw, *args)
+
+    monkeypatch.setattr(_metastore, "run_raw", recording)
     sa.event.listen(
         first.engine, "before_cursor_execute", lambda _c, _cur, s, *_: statements.append(s)
     )

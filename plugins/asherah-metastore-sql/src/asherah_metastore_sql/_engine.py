@@ -18,13 +18,14 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 
 from asherah import ConfigError
+from asherah_metastore_sql._dialects import DRIVERS, probe_on_first_core_use
 from asherah_metastore_sql._dsn import ConnectionTarget, TlsMode
+from asherah_metastore_sql._errors import LABELS
 from asherah_metastore_sql._options import SqlMetastoreOptions
 
 _IDLE_SINCE = "asherah_idle_since"
 _CLIENT_SSL = 2048  # pymysql.constants.CLIENT.SSL: the server offers TLS
 _TLS_ENFORCED = ("require", "verify-ca", "verify-full")
-_DRIVERS = {"postgres": "postgresql+psycopg", "mysql": "mysql+pymysql"}
 
 
 def is_memory_path(path: str) -> bool:
@@ -33,10 +34,19 @@ def is_memory_path(path: str) -> bool:
 
 
 def build_engine(target: ConnectionTarget, options: SqlMetastoreOptions) -> Engine:
+    """The engine for ``target``; its dialect probes the server on first Core use only (see
+    :mod:`asherah_metastore_sql._dialects`)."""
     if target.backend == "sqlite":
-        return _sqlite_engine(target.path or "", options)
+        engine = _sqlite_engine(target.path or "", options)
+    else:
+        engine = _server_engine(target, options)
+    probe_on_first_core_use(engine, LABELS[target.backend])
+    return engine
+
+
+def _server_engine(target: ConnectionTarget, options: SqlMetastoreOptions) -> Engine:
     url = URL.create(
-        _DRIVERS[target.backend],
+        DRIVERS[target.backend],
         target.username,
         target.password,
         target.host,
@@ -93,7 +103,7 @@ def _sqlite_engine(path: str, options: SqlMetastoreOptions) -> Engine:
     if is_memory_path(path):
         # One shared connection, or every pooled connection would see its own empty database.
         return create_engine(
-            "sqlite+pysqlite://",
+            f"{DRIVERS['sqlite']}://",
             creator=connect,
             poolclass=StaticPool,
             isolation_level="AUTOCOMMIT",
@@ -101,7 +111,7 @@ def _sqlite_engine(path: str, options: SqlMetastoreOptions) -> Engine:
             hide_parameters=True,
         )
     return create_engine(
-        "sqlite+pysqlite://",
+        f"{DRIVERS['sqlite']}://",
         creator=connect,
         isolation_level="AUTOCOMMIT",
         skip_autocommit_rollback=True,

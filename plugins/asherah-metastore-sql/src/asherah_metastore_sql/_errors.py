@@ -12,6 +12,9 @@ from asherah import MetastoreError
 
 _MAX_DETAIL = 300
 
+#: How messages name each backend.
+LABELS = {"sqlite": "SQLite", "mysql": "MySQL", "postgres": "PostgreSQL"}
+
 
 class ErrorWrapper:
     """Builds our errors for one metastore; knows the secret it must never repeat."""

@@ -15,14 +15,13 @@ from asherah import EnvelopeKeyRecord, Metastore, MetastoreError
 from asherah._driver_context import DriverContext
 from asherah_metastore_sql._dsn import ConnectionTarget
 from asherah_metastore_sql._engine import build_engine, is_memory_path
-from asherah_metastore_sql._errors import ErrorWrapper, where
+from asherah_metastore_sql._errors import LABELS, ErrorWrapper, where
 from asherah_metastore_sql._options import SqlMetastoreOptions, options_from_config
 from asherah_metastore_sql._raw import compile_raw, run_raw
 from asherah_metastore_sql._shared import EngineLease, lease_engine
 from asherah_metastore_sql._statements import Statements, like_prefix, statements
 
 _log = logging.getLogger("asherah.metastore.sql")
-_LABELS = {"sqlite": "SQLite", "mysql": "MySQL", "postgres": "PostgreSQL"}
 _MYSQL_DUPLICATE_ENTRY = 1062
 _T = TypeVar("_T")
 
@@ -47,7 +46,7 @@ class SqlMetastore(Metastore):
         self.options = options
         self.backend = target.backend
         self._target = target
-        self._errors = ErrorWrapper(_LABELS[target.backend], target.password)
+        self._errors = ErrorWrapper(LABELS[target.backend], target.password)
         # One shared in-memory SQLite connection: serialise its users.
         memory = target.backend == "sqlite" and is_memory_path(target.path or "")
         self._lease: EngineLease | None = None
@@ -154,9 +153,11 @@ class SqlMetastore(Metastore):
 
     def create_schema(self) -> None:
         """``CREATE TABLE IF NOT EXISTS`` with the canonical columns for this backend."""
+        # On the driver's cursor, as the per-key statements: SQLite creates by default, so
+        # this is on a cold start's path (a new engine's Core set-up would double it).
         ddl = text(self._sql.create_table(self.options.key_record_type))
         try:
-            self._execute(lambda conn: conn.execute(ddl))
+            self._run_raw(ddl, {}, _nothing)
         except Exception as exc:
             # Two processes creating the table at once: the loser's error is harmless.
             if not self._table_exists():
@@ -184,9 +185,12 @@ class SqlMetastore(Metastore):
         the first (restart, failover, idle timeout), so a stale pooled connection costs no
         failed call and the steady state no ping."""
         for attempt in (1, 2):
-            with self._lock, self._engine.connect() as conn:
+            with self._lock:
                 try:
-                    return work(conn)
+                    # The engine's first Connection also runs the dialect's deferred server
+                    # probe (``_dialects``), on what may be a pooled connection gone stale.
+                    with self._engine.connect() as conn:
+                        return work(conn)
                 except DBAPIError as exc:
                     if attempt == 2 or not exc.connection_invalidated:
                         raise
@@ -247,3 +251,7 @@ def _rowcount(cursor: Any) -> int:
 
 def _first_row(cursor: Any) -> Any:
     return cursor.fetchone()
+
+
+def _nothing(cursor: Any) -> None:
+    return None

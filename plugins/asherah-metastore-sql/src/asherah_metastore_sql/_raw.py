@@ -33,7 +33,8 @@ class RawStatement:
 
     def arguments(self, params: dict[str, Any]) -> Any:
         if self.positional is None:
-            return params
+            # None, not {}: the driver then parses no placeholders (DDL may hold a %).
+            return params or None
         return tuple(params[name] for name in self.positional)
 
 
