@@ -111,3 +111,25 @@ def test_a_probe_on_a_dead_pooled_connection_costs_one_retry(
     assert _probed(driver)
     assert caplog.text.count("connection lost") == 1
     driver.close()
+
+
+def test_a_new_mysql_connection_is_set_up_in_two_round_trips(mysql_db: TempDatabase) -> None:
+    """PyMySQL's SET NAMES and the session settings: no SET AUTOCOMMIT pair, no second
+    SET NAMES; the session still ends up in autocommit, utf8mb4 and UTC."""
+    driver = open_metastore(
+        mysql_db.url, create_schema=True, shared_engine=False, pool_max_idle=1
+    )  # create_schema opens the pooled connection
+    raw = driver.engine.raw_connection()
+    cursor = raw.cursor()
+    cursor.execute("SHOW SESSION STATUS LIKE 'Com_set_option'")
+    set_statements = int(cursor.fetchone()[1])
+    cursor.execute(
+        "SELECT @@autocommit, @@character_set_client, @@character_set_connection, "
+        "@@character_set_results, @@time_zone"
+    )
+    settings = cursor.fetchone()
+    cursor.close()
+    raw.close()
+    assert set_statements == 2
+    assert settings == (1, "utf8mb4", "utf8mb4", "utf8mb4", "+00:00")
+    driver.close()

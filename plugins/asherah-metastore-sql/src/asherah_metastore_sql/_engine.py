@@ -53,13 +53,18 @@ def _server_engine(target: ConnectionTarget, options: SqlMetastoreOptions) -> En
         target.port,
         target.database,
     )
+    dialect_args: dict[str, Any] = {}
     if target.backend == "postgres":
         connect_args = _postgres_connect_args(target, options)
+        # The metastore never binds hstore: without this, the dialect's probe also looks up
+        # the hstore type (a catalog query as slow as the rest of the probe together).
+        dialect_args["use_native_hstore"] = False
     else:
         connect_args = _mysql_connect_args(target, options)
     engine = create_engine(
         url,
         connect_args=connect_args,
+        **dialect_args,
         isolation_level="AUTOCOMMIT",
         skip_autocommit_rollback=True,  # autocommit: a ROLLBACK per call would be a wasted trip
         hide_parameters=True,
@@ -140,7 +145,14 @@ def _postgres_connect_args(
 
 
 def _mysql_connect_args(target: ConnectionTarget, options: SqlMetastoreOptions) -> dict[str, Any]:
-    args: dict[str, Any] = {"charset": "utf8mb4", "connect_timeout": options.connect_timeout}
+    args: dict[str, Any] = {
+        "charset": "utf8mb4",
+        "connect_timeout": options.connect_timeout,
+        # The engine runs in autocommit; said at connect, PyMySQL sends no SET AUTOCOMMIT = 0
+        # (its default) that the engine's SET AUTOCOMMIT = 1 would then undo: two round trips
+        # per new connection.
+        "autocommit": True,
+    }
     args.update(target.params)
     mode = options.tls_mode or target.tls_mode
     ca = options.tls_ca_file or target.tls_ca_file
