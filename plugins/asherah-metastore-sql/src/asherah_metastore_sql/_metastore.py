@@ -108,7 +108,6 @@ class SqlMetastore(Metastore):
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
         # A retry after a lost connection is safe: if the first INSERT did commit, the retry
         # finds the row and answers False, and the engine then loads that very row.
-        at = where(self.table_name, key_id, created)
         try:
             params = self._row_params(key_id, created, record)
             return bool(self._run_raw(self._sql.store, params, _rowcount))
@@ -119,6 +118,7 @@ class SqlMetastore(Metastore):
                 and _mysql_errno(exc) == _MYSQL_DUPLICATE_ENTRY
             ):
                 return False
+            at = where(self.table_name, key_id, created)
             raise self._errors.error("store", at, exc) from exc
 
     def upsert(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> None:
