@@ -266,7 +266,8 @@ def test_postgres_session_settings(pg_db: TempDatabase) -> None:
             conn.execute(sa.text("SHOW apg_write_forward.consistency_mode")).scalar_one()
             == "session"
         )
-        assert conn.execute(sa.text("SHOW TimeZone")).scalar_one() == "UTC"
+        # UTC: set, or already the server's (its own spelling then, see the next tests).
+        assert conn.execute(sa.text("SHOW TimeZone")).scalar_one() in ("UTC", "Etc/UTC")
         assert conn.execute(sa.text("SHOW statement_timeout")).scalar_one() == "0"
     driver.close()
 
@@ -301,6 +302,43 @@ def test_postgres_time_zone_is_pinned_to_utc(pg_db: TempDatabase) -> None:
     assert server_default.load(key_id, 1705325460) is not None
     pinned.close()
     server_default.close()
+
+
+def _session_zone(driver: SqlMetastore) -> str:
+    raw = driver.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("SHOW TimeZone")
+        zone: str = cursor.fetchone()[0]
+        cursor.close()
+    finally:
+        raw.close()
+    return zone
+
+
+@pytest.mark.parametrize(
+    ("server_zone", "configured", "session_zone"),
+    [
+        ("Etc/UTC", "UTC", "Etc/UTC"),  # reported at connect as a UTC name: no SET
+        ("UTC", "UTC", "UTC"),
+        ("Europe/Paris", "Europe/Paris", "Europe/Paris"),
+        ("America/New_York", "UTC", "UTC"),  # another zone: SET TIME ZONE 'UTC'
+        ("Etc/UTC", "Europe/Paris", "Europe/Paris"),
+        ("Etc/UTC", "+00:00", "+00:00"),  # an offset is never taken for a UTC name
+    ],
+)
+def test_postgres_sets_the_zone_only_when_the_server_reports_another(
+    pg_db: TempDatabase, server_zone: str, configured: str, session_zone: str
+) -> None:
+    """PostgreSQL reports the session TimeZone in its start-up reply; SET TIME ZONE is sent
+    only when that is not the configured zone (the session keeps the server's spelling of
+    UTC when it is not sent)."""
+    url = pg_db.url + "?options=-c%20TimeZone%3D" + server_zone.replace("/", "%2F")
+    driver = open_metastore(url, time_zone=configured, shared_engine=False)
+    try:
+        assert _session_zone(driver) == session_zone
+    finally:
+        driver.close()
 
 
 def test_mysql_time_zone_is_pinned(mysql_db: TempDatabase) -> None:

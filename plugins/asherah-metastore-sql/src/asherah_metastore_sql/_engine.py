@@ -26,6 +26,10 @@ from asherah_metastore_sql._options import SqlMetastoreOptions
 _IDLE_SINCE = "asherah_idle_since"
 _CLIENT_SSL = 2048  # pymysql.constants.CLIENT.SSL: the server offers TLS
 _TLS_ENFORCED = ("require", "verify-ca", "verify-full")
+#: PostgreSQL's names for UTC (upper case).
+_UTC_NAMES = frozenset(
+    {"UTC", "ETC/UTC", "UCT", "ETC/UCT", "UNIVERSAL", "ETC/UNIVERSAL", "ZULU", "ETC/ZULU"}
+)
 
 
 def is_memory_path(path: str) -> bool:
@@ -185,10 +189,22 @@ def _ssl_context(
     return context
 
 
+def same_zone(wanted: str, reported: str | None) -> bool:
+    """``reported`` (the zone PostgreSQL announced at connect) is ``wanted``, or both are
+    names of UTC; anything else, offsets included, is not assumed equal."""
+    if reported is None:
+        return False
+    return wanted == reported or (wanted.upper() in _UTC_NAMES and reported.upper() in _UTC_NAMES)
+
+
 def session_statements(
-    target: ConnectionTarget, options: SqlMetastoreOptions, server_info: str = ""
+    target: ConnectionTarget,
+    options: SqlMetastoreOptions,
+    server_info: str = "",
+    server_zone: str | None = None,
 ) -> list[str]:
-    """What every new connection runs first. Values were validated by the options model."""
+    """What every new connection runs first. Values were validated by the options model.
+    ``server_zone``: the session zone PostgreSQL reported in its start-up reply."""
     zone, timeout, replica = (
         options.time_zone,
         options.statement_timeout,
@@ -196,7 +212,9 @@ def session_statements(
     )
     if target.backend == "postgres":
         out = []
-        if zone is not None:
+        # The server reports its session TimeZone as the connection starts (no query): when
+        # that already is the zone asked for, SET TIME ZONE would be a round trip for nothing.
+        if zone is not None and not same_zone(zone, server_zone):
             out.append(f"SET TIME ZONE '{zone}'")
         if timeout is not None:
             out.append(f"SET statement_timeout = {max(1, round(timeout * 1000))}")
@@ -232,7 +250,10 @@ def _install_session_setup(
             # PyMySQL older than 1.1.1 would silently carry on in plain text.
             raise ConnectionError("TLS is required but the MySQL server does not offer it")
         info = dbapi_connection.get_server_info() if target.backend == "mysql" else ""
-        statements = session_statements(target, options, info)
+        zone = None
+        if target.backend == "postgres":
+            zone = dbapi_connection.info.parameter_status("TimeZone")
+        statements = session_statements(target, options, info, zone)
         if not statements:
             return
         autocommit = dbapi_connection.autocommit

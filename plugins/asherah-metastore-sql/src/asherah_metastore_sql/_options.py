@@ -99,8 +99,9 @@ class SqlMetastoreOptions(BaseModel):
     #: its own, disposed on ``close()``. Private in-memory SQLite databases are never shared.
     shared_engine: bool = True
     #: Session time zone pinned on every connection, so ``created`` means the same instant to
-    #: every client. ``None`` keeps the server default, as the Rust reference does: only needed
-    #: to share a PostgreSQL or MySQL whose default zone is not UTC with reference processes.
+    #: every client (PostgreSQL: no SET when the server reports that zone at connect).
+    #: ``None`` keeps the server default, as the Rust reference does: only needed to share a
+    #: PostgreSQL or MySQL whose default zone is not UTC with reference processes.
     time_zone: str | None = "UTC"
 
     @field_validator("db_type", mode="before")
