@@ -7,8 +7,9 @@ Two cases per backend, ours and the reference interleaved on the same server:
   set-up, drift-guard check, key loads and unwraps; ours leases the engine, and its idle
   connection, that earlier factories of this target left in the process);
 - ``cold start, new engine``: the same with the process's shared SQL engines disposed first
-  (untimed), so ours also pays engine, first connection and the dialect's first-connect queries
-  (what the first factory of a process pays), against the same reference measurements;
+  (untimed), so ours also pays engine creation and a first connection with its session set-up
+  (what the first factory of a process pays; SQLAlchemy's dialect probe waits for the first
+  Core use, which a cold start never makes), against the same reference measurements;
 - ``new partition``: on a warm factory, the first encrypt for a partition never seen before
   (an intermediate key created and stored).
 
