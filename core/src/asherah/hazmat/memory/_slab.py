@@ -1,14 +1,16 @@
 """Tier 1: one protected buffer cut into 32-byte slots.
 
-Slot 0 and the last slot hold the two coffer halves (as far apart as the slab allows, so with
-two or more pages they never share a page), slot 1 is the coffer's scratch slot, and the rest
-hold decrypted keys. The whole slab shares one access window: opening it is one ``mprotect``.
+Slot 0 and the last slot hold the two coffer halves, random from the moment the slab exists (as
+far apart as the slab allows, so with two or more pages they never share a page), slot 1 is the
+coffer's scratch slot, and the rest hold decrypted keys. The whole slab shares one access
+window: opening it is one ``mprotect``.
 """
 
 from __future__ import annotations
 
 import ctypes
 
+from asherah.hazmat.memory import _libc
 from asherah.hazmat.memory._buffer import ProtectedBuffer
 
 SLOT_SIZE = 32
@@ -24,15 +26,25 @@ class Slab:
         if slots < 1:
             raise ValueError("a slab needs at least one key slot")
         self.slots = slots
-        self.buffer = ProtectedBuffer(
-            (slots + _RESERVED) * SLOT_SIZE, lock=lock, canary=True, protect_idle=protect_idle
-        )
         self.coffer_left = 0
         self.coffer_scratch = SLOT_SIZE
         self.coffer_right = (slots + _RESERVED - 1) * SLOT_SIZE
+        self.buffer = ProtectedBuffer(
+            (slots + _RESERVED) * SLOT_SIZE,
+            lock=lock,
+            canary=True,
+            protect_idle=protect_idle,
+            initialise=self._fill_coffer_halves,
+        )
         # Popped from the end: the lowest offsets are used first. (A range, not a comprehension:
         # the 256 default slots cost a cold factory 5 us that way.)
         self._free = list(range((slots + 1) * SLOT_SIZE, SLOT_SIZE, -SLOT_SIZE))
+
+    def _fill_coffer_halves(self, buffer: ProtectedBuffer) -> None:
+        """Both coffer halves from the kernel CSPRNG, written while the new pages are still
+        writable (no window of their own), straight into the slab: no copy elsewhere."""
+        for offset in (self.coffer_left, self.coffer_right):
+            _libc.random_fill_at(buffer.address + offset, SLOT_SIZE)
 
     @property
     def free_slots(self) -> int:
