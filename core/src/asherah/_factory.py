@@ -31,7 +31,8 @@ from asherah._session import Session
 from asherah._session_cache import SessionCache, SessionCore
 from asherah._settings import load_config
 from asherah.cache._policies import EvictionPolicy, create_policy
-from asherah.hazmat.memory import DEFAULT_SLAB_SLOTS, KeyStore, default_mode, harden_process
+from asherah.hazmat.memory import DEFAULT_SLAB_SLOTS, KeyStore, default_mode
+from asherah.hazmat.memory._hardening import apply_hardening
 from asherah.hooks._manager import Hooks, create_plugin_manager
 from asherah.kms._base import KeyManagementService
 from asherah.metastore._base import Metastore
@@ -85,7 +86,7 @@ class SessionFactory:
         config = self.config
         keep_top_pad(config.malloc_top_pad)
         try:
-            harden_process()
+            apply_hardening()
             self.key_store = KeyStore(
                 config.secure_memory or default_mode(),
                 slab_slots=config.secure_memory_slab_slots or DEFAULT_SLAB_SLOTS,
