@@ -35,6 +35,7 @@ from asherah.hazmat.memory import (
     locked_bytes,
     random_key,
 )
+from asherah.hazmat.memory._slab import Slab
 from asherah.hazmat.memory._store import _SealedBackend
 
 NONCE = b"\x01" * 12
@@ -130,6 +131,25 @@ def test_coffer_halves_differ_from_the_coffer_key(small_store: KeyStore) -> None
     assert enclave is not None
     assert copy not in enclave
     assert AESGCM(coffer_key).decrypt(enclave[:12], enclave[12:], None) == copy
+
+
+def test_slab_slots_come_back_last_in_first_out_then_lowest_unused() -> None:
+    slab = Slab(4, lock=False)
+    try:
+        with slab.buffer.write() as view:
+            view[:] = b"\xaa" * slab.buffer.size
+            taken = [slab.take(), slab.take(), slab.take()]
+            assert taken == [64, 96, 128]  # after the coffer's left half and scratch slot
+            assert slab.free_slots == 1
+            slab.give_back(96)
+            slab.give_back(64)
+            assert bytes(view[64:96]) == bytes(view[96:128]) == bytes(32)  # wiped on return
+            assert slab.free_slots == 3
+            assert [slab.take(), slab.take(), slab.take(), slab.take()] == [64, 96, 160, None]
+            assert slab.free_slots == 0
+            assert slab.coffer_right == 192  # never handed out
+    finally:
+        slab.buffer.close()
 
 
 def test_coffer_halves_are_on_different_pages_in_a_multi_page_slab() -> None:
