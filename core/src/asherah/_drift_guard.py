@@ -10,6 +10,7 @@ check each other.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -50,7 +51,9 @@ _FIELDS = (
 _TRUE = {"1", "true", "yes", "on"}
 
 
+@functools.lru_cache(maxsize=64)
 def guard_id(service: str, product: str) -> str:
+    """The guard row's id (a pure function of the two names: computed once per pair)."""
     digest = hashlib.blake2b(service.encode() + b"\x00" + product.encode(), digest_size=64)
     tail = base64.urlsafe_b64encode(digest.digest()[:32]).rstrip(b"=").decode()
     return GUARD_PREFIX + tail
