@@ -133,6 +133,41 @@ def test_coffer_halves_differ_from_the_coffer_key(small_store: KeyStore) -> None
     assert AESGCM(coffer_key).decrypt(enclave[:12], enclave[12:], None) == copy
 
 
+def test_a_deferred_store_maps_nothing_until_its_first_key() -> None:
+    events: list[tuple[str, object]] = []
+    before = locked_bytes()
+    store = KeyStore("mlock", slab_slots=4, defer=True, on_event=lambda k, _: events.append(k))
+    try:
+        assert store.deferred
+        assert store.mode == "mlock"
+        assert store.hot_cache_size == default_hot_cache_size(4)
+        assert locked_bytes() == before
+        assert store.stats().locked_bytes == 0
+        key, copy = fresh_key()
+        handle = store.put(key, label="k")
+        assert key == bytearray(32)
+        assert not store.deferred
+        assert store.stats().locked_bytes == PAGE_SIZE
+        assert locked_bytes() == (before or 0) + PAGE_SIZE
+        assert handle.use(bytes) == copy
+        assert events == ["hit"]
+    finally:
+        store.close()
+    assert locked_bytes() == before
+
+
+def test_a_deferred_store_closed_before_any_key_refuses_one_and_wipes_it() -> None:
+    store = KeyStore("encrypted", defer=True)
+    store.close()
+    store.close()  # idempotent
+    assert store.closed
+    key, _ = fresh_key()
+    with pytest.raises(SecureMemoryError, match="key store is closed"):
+        store.put(key)
+    assert key == bytearray(32)
+    assert store.deferred  # never built: nothing was mapped
+
+
 def test_slab_slots_come_back_last_in_first_out_then_lowest_unused() -> None:
     slab = Slab(4, lock=False)
     try:

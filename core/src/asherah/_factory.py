@@ -94,16 +94,14 @@ class SessionFactory:
                 allow_fallback=config.secure_memory_allow_fallback,
                 protect_idle=config.secure_memory_protect_idle,
                 on_event=self._on_memory_event,
+                # With key schedules cached no key enters the store (each cached key lives in
+                # its prepared cipher): its slab is only mapped and locked if someone puts one.
+                defer=config.cache_key_schedules,
             )
         except BaseException:
             self._close_drivers()
             raise
-        if self.key_store.fallback_reason is not None:
-            _log.warning(
-                "secure_memory fell back to %r: %s",
-                self.key_store.mode,
-                self.key_store.fallback_reason,
-            )
+        self._warn_on_fallback()
         self._keys = KeyManager(
             InstrumentedMetastore(self.metastore, self.hooks),
             InstrumentedKms(self.kms, self.hooks),
@@ -221,7 +219,17 @@ class SessionFactory:
         )
 
     def _on_memory_event(self, kind: str, label: object) -> None:
+        if kind == "fallback" and "key_store" in self.__dict__:  # a deferred slab, built now
+            self._warn_on_fallback()
         self.hooks.cache_event("secure-memory", kind, "exact", "" if label is None else str(label))
+
+    def _warn_on_fallback(self) -> None:
+        if self.key_store.fallback_reason is not None:
+            _log.warning(
+                "secure_memory fell back to %r: %s",
+                self.key_store.mode,
+                self.key_store.fallback_reason,
+            )
 
     async def __aenter__(self) -> SessionFactory:
         return self
