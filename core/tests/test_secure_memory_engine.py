@@ -332,7 +332,7 @@ resource.setrlimit(resource.RLIMIT_MEMLOCK, (4096, 4096))
 
 import asherah
 from asherah import AsherahError, SessionFactory
-from asherah.hazmat.memory import MemlockLimitError, locked_bytes
+from asherah.hazmat.memory import MemlockLimitError, locked_bytes, random_key
 
 warnings = []
 
@@ -351,14 +351,28 @@ class Plugin:
         if cache == "secure-memory":
             self.events.append(event)
 
+# Keys kept only in the store (schedules not cached): the slab is built with the factory.
 config = {"ServiceName": "svc", "ProductID": "prod", "Metastore": "memory", "KMS": "static",
-          "StaticMasterKeyHex": "3f" * 32, "secure_memory": "mlock"}
+          "StaticMasterKeyHex": "3f" * 32, "secure_memory": "mlock",
+          "cache_key_schedules": False}
 try:
     SessionFactory(config)
 except AsherahError as exc:
     refused = {"type": type(exc).__name__, "memlock": isinstance(exc, MemlockLimitError),
                "message": str(exc)}
 after_refusal = locked_bytes()
+
+# Schedules cached (the default): no key enters the store, so its slab waits for a first put.
+with SessionFactory({**config, "cache_key_schedules": True}) as factory:
+    with factory.get_session("p") as session:
+        default_works = session.decrypt_bytes(session.encrypt_bytes(b"data")) == b"data"
+    default = {"works": default_works, "deferred": factory.key_store.deferred,
+               "vmlck": locked_bytes(), "mode": factory.key_store.mode}
+    try:
+        factory.key_store.put(random_key())
+    except MemlockLimitError:
+        default["put_refused"] = True
+    default["deferred_after_refusal"] = factory.key_store.deferred
 
 plugin = Plugin()
 with SessionFactory({**config, "secure_memory_allow_fallback": True},
@@ -369,8 +383,16 @@ with SessionFactory({**config, "secure_memory_allow_fallback": True},
     fallback = {"mode": store.mode, "requested": store.requested_mode,
                 "reason": store.fallback_reason, "locked": store.stats().locked_bytes,
                 "vmlck": locked_bytes(), "works": works}
+lazy_plugin = Plugin()
+with SessionFactory({**config, "cache_key_schedules": True,
+                    "secure_memory_allow_fallback": True}, plugins=[lazy_plugin]) as factory:
+    before = len(warnings)
+    factory.key_store.put(random_key()).close()
+    lazy_fallback = {"mode": factory.key_store.mode, "vmlck": locked_bytes(),
+                     "warnings": warnings[before:], "events": lazy_plugin.events}
 print(json.dumps({"refused": refused, "after_refusal": after_refusal, "fallback": fallback,
-                  "warnings": warnings, "events": plugin.events}))
+                  "warnings": warnings[:before], "events": plugin.events, "default": default,
+                  "lazy_fallback": lazy_fallback}))
 """
 
 
@@ -401,13 +423,47 @@ def test_mlock_beyond_a_tiny_memlock_limit() -> None:
     assert "RLIMIT_MEMLOCK is 4096 bytes" in text
     assert result["events"][0] == "fallback"
 
+    # Schedules cached: the factory starts and works without locking anything; the slab (and
+    # the limit's refusal) come with the first key put into the store.
+    default = result["default"]
+    assert default["works"] is True
+    assert default["deferred"] is True
+    assert default["vmlck"] == 0
+    assert default["mode"] == "mlock"
+    assert default["put_refused"] is True
+    assert default["deferred_after_refusal"] is True
+    lazy = result["lazy_fallback"]
+    assert lazy["mode"] == "encrypted"
+    assert lazy["vmlck"] == 0
+    assert lazy["events"] == ["fallback"]
+    assert len(lazy["warnings"]) == 1
+    assert "secure_memory fell back to 'encrypted'" in lazy["warnings"][0][2]
+
 
 def test_fallback_is_silent_when_mlock_works(caplog: pytest.LogCaptureFixture) -> None:
     with (
         caplog.at_level(logging.WARNING, logger="asherah.factory"),
-        SessionFactory(config(secure_memory="mlock", secure_memory_allow_fallback=True)) as f,
+        SessionFactory(
+            config(
+                secure_memory="mlock",
+                secure_memory_allow_fallback=True,
+                cache_key_schedules=False,
+            )
+        ) as f,
     ):
         assert f.key_store.mode == "mlock"
         assert f.key_store.fallback_reason is None
         assert f.key_store.stats().locked_bytes > 0
     assert not [r for r in caplog.records if r.name == "asherah.factory"]
+
+
+@pytest.mark.parametrize("schedules", [True, False])
+def test_the_slab_is_built_with_the_factory_only_when_keys_go_into_it(schedules: bool) -> None:
+    with SessionFactory(config(secure_memory="mlock", cache_key_schedules=schedules)) as f:
+        with f.get_session("alice") as session:
+            assert session.decrypt_bytes(session.encrypt_bytes(b"x")) == b"x"
+        # Schedules cached: the keys live in their ciphers and the store stays unbuilt.
+        assert f.key_store.deferred is schedules
+        assert (f.key_store.stats().locked_bytes > 0) is not schedules
+        assert f.key_store.stats().keys == (0 if schedules else 2)
+    assert f.key_store.closed

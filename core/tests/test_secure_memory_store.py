@@ -35,6 +35,7 @@ from asherah.hazmat.memory import (
     locked_bytes,
     random_key,
 )
+from asherah.hazmat.memory._slab import Slab
 from asherah.hazmat.memory._store import _SealedBackend
 
 NONCE = b"\x01" * 12
@@ -130,6 +131,60 @@ def test_coffer_halves_differ_from_the_coffer_key(small_store: KeyStore) -> None
     assert enclave is not None
     assert copy not in enclave
     assert AESGCM(coffer_key).decrypt(enclave[:12], enclave[12:], None) == copy
+
+
+def test_a_deferred_store_maps_nothing_until_its_first_key() -> None:
+    events: list[tuple[str, object]] = []
+    before = locked_bytes()
+    store = KeyStore("mlock", slab_slots=4, defer=True, on_event=lambda k, _: events.append(k))
+    try:
+        assert store.deferred
+        assert store.mode == "mlock"
+        assert store.hot_cache_size == default_hot_cache_size(4)
+        assert locked_bytes() == before
+        assert store.stats().locked_bytes == 0
+        key, copy = fresh_key()
+        handle = store.put(key, label="k")
+        assert key == bytearray(32)
+        assert not store.deferred
+        assert store.stats().locked_bytes == PAGE_SIZE
+        assert locked_bytes() == (before or 0) + PAGE_SIZE
+        assert handle.use(bytes) == copy
+        assert events == ["hit"]
+    finally:
+        store.close()
+    assert locked_bytes() == before
+
+
+def test_a_deferred_store_closed_before_any_key_refuses_one_and_wipes_it() -> None:
+    store = KeyStore("encrypted", defer=True)
+    store.close()
+    store.close()  # idempotent
+    assert store.closed
+    key, _ = fresh_key()
+    with pytest.raises(SecureMemoryError, match="key store is closed"):
+        store.put(key)
+    assert key == bytearray(32)
+    assert store.deferred  # never built: nothing was mapped
+
+
+def test_slab_slots_come_back_last_in_first_out_then_lowest_unused() -> None:
+    slab = Slab(4, lock=False)
+    try:
+        with slab.buffer.write() as view:
+            view[:] = b"\xaa" * slab.buffer.size
+            taken = [slab.take(), slab.take(), slab.take()]
+            assert taken == [64, 96, 128]  # after the coffer's left half and scratch slot
+            assert slab.free_slots == 1
+            slab.give_back(96)
+            slab.give_back(64)
+            assert bytes(view[64:96]) == bytes(view[96:128]) == bytes(32)  # wiped on return
+            assert slab.free_slots == 3
+            assert [slab.take(), slab.take(), slab.take(), slab.take()] == [64, 96, 160, None]
+            assert slab.free_slots == 0
+            assert slab.coffer_right == 192  # never handed out
+    finally:
+        slab.buffer.close()
 
 
 def test_coffer_halves_are_on_different_pages_in_a_multi_page_slab() -> None:

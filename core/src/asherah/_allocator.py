@@ -48,7 +48,11 @@ def keep_top_pad(size: int) -> bool:
     """Ask glibc to keep ``size`` free bytes at the top of its heaps (and serve buffers below
     32 MiB from them); True when applied."""
     global _applied
-    if size <= 0 or _operator_tuned() or platform.libc_ver()[0] != "glibc":
+    if size <= 0 or _operator_tuned():
+        return False
+    if size <= _applied:  # already in effect (so this is glibc): no libc or lock round trip
+        return True
+    if platform.libc_ver()[0] != "glibc":
         return False
     with _lock:
         if size <= _applied:

@@ -31,7 +31,8 @@ from asherah._session import Session
 from asherah._session_cache import SessionCache, SessionCore
 from asherah._settings import load_config
 from asherah.cache._policies import EvictionPolicy, create_policy
-from asherah.hazmat.memory import DEFAULT_SLAB_SLOTS, KeyStore, default_mode, harden_process
+from asherah.hazmat.memory import DEFAULT_SLAB_SLOTS, KeyStore, default_mode
+from asherah.hazmat.memory._hardening import apply_hardening
 from asherah.hooks._manager import Hooks, create_plugin_manager
 from asherah.kms._base import KeyManagementService
 from asherah.metastore._base import Metastore
@@ -85,7 +86,7 @@ class SessionFactory:
         config = self.config
         keep_top_pad(config.malloc_top_pad)
         try:
-            harden_process()
+            apply_hardening()
             self.key_store = KeyStore(
                 config.secure_memory or default_mode(),
                 slab_slots=config.secure_memory_slab_slots or DEFAULT_SLAB_SLOTS,
@@ -93,16 +94,14 @@ class SessionFactory:
                 allow_fallback=config.secure_memory_allow_fallback,
                 protect_idle=config.secure_memory_protect_idle,
                 on_event=self._on_memory_event,
+                # With key schedules cached no key enters the store (each cached key lives in
+                # its prepared cipher): its slab is only mapped and locked if someone puts one.
+                defer=config.cache_key_schedules,
             )
         except BaseException:
             self._close_drivers()
             raise
-        if self.key_store.fallback_reason is not None:
-            _log.warning(
-                "secure_memory fell back to %r: %s",
-                self.key_store.mode,
-                self.key_store.fallback_reason,
-            )
+        self._warn_on_fallback()
         self._keys = KeyManager(
             InstrumentedMetastore(self.metastore, self.hooks),
             InstrumentedKms(self.kms, self.hooks),
@@ -220,7 +219,17 @@ class SessionFactory:
         )
 
     def _on_memory_event(self, kind: str, label: object) -> None:
+        if kind == "fallback" and "key_store" in self.__dict__:  # a deferred slab, built now
+            self._warn_on_fallback()
         self.hooks.cache_event("secure-memory", kind, "exact", "" if label is None else str(label))
+
+    def _warn_on_fallback(self) -> None:
+        if self.key_store.fallback_reason is not None:
+            _log.warning(
+                "secure_memory fell back to %r: %s",
+                self.key_store.mode,
+                self.key_store.fallback_reason,
+            )
 
     async def __aenter__(self) -> SessionFactory:
         return self

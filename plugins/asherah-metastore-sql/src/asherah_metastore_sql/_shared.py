@@ -102,17 +102,25 @@ _idle: OrderedDict[Hashable, SharedEngine] = OrderedDict()
 _orphaned_pools: list[Pool] = []
 
 
+#: Field names read by :func:`engine_key`, listed once (every factory start computes a key).
+_TARGET_FIELDS = tuple(spec.name for spec in dataclasses.fields(ConnectionTarget))
+_ENGINE_OPTIONS = tuple(
+    sorted(name for name in SqlMetastoreOptions.model_fields if name not in _NOT_ENGINE)
+)
+
+
 def engine_key(target: ConnectionTarget, options: SqlMetastoreOptions) -> Hashable:
     """Everything the engine is built from: the whole target (password included, so a wrong
-    password never reaches another configuration's engine) and the engine-level options."""
+    password never reaches another configuration's engine) and the engine-level options
+    (plain values: strings, numbers, booleans, ``None``)."""
     parts: list[Any] = []
-    for spec in dataclasses.fields(target):
-        value = getattr(target, spec.name)
+    for name in _TARGET_FIELDS:
+        value = getattr(target, name)
         if isinstance(value, dict):
             value = tuple(sorted((str(k), repr(v)) for k, v in value.items()))
         parts.append(value)
-    settings = options.model_dump(exclude=set(_NOT_ENGINE))
-    return (tuple(parts), tuple(sorted(settings.items())))
+    settings = tuple((name, getattr(options, name)) for name in _ENGINE_OPTIONS)
+    return (tuple(parts), settings)
 
 
 def lease_engine(

@@ -16,7 +16,7 @@ import contextlib
 import ctypes
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from asherah.hazmat.memory import _libc
@@ -82,8 +82,18 @@ class ProtectedBuffer:
     )
 
     def __init__(
-        self, size: int, *, lock: bool = True, canary: bool = True, protect_idle: bool = True
+        self,
+        size: int,
+        *,
+        lock: bool = True,
+        canary: bool = True,
+        protect_idle: bool = True,
+        initialise: Callable[[ProtectedBuffer], None] | None = None,
     ) -> None:
+        """``initialise(buffer)``, if given, runs once while the new pages are still writable
+        (write at :attr:`address`), before they go idle: the same as a first :meth:`write`
+        window without its two ``mprotect`` calls. If it raises, the buffer is wiped and
+        released."""
         if size <= 0:
             raise ValueError("a protected buffer needs a positive size")
         page = _libc.PAGE_SIZE
@@ -91,13 +101,14 @@ class ProtectedBuffer:
         self._closed = True  # until every step below has succeeded
         self._inner_len = _round_up(size + (CANARY_SIZE if canary else 0), page)
         self._total = self._inner_len + 2 * page
-        self._base = _libc.mmap_anonymous(self._total)
+        # Mapped inaccessible, then only the inner pages opened: the guard pages never are
+        # (one mprotect instead of one per guard page).
+        self._base = _libc.mmap_anonymous(self._total, _libc.PROT_NONE)
         self._inner = self._base + page
         self._data = self._inner + self._inner_len - size
         self.locked = False
         try:
-            _libc.mprotect(self._base, page, _libc.PROT_NONE)
-            _libc.mprotect(self._inner + self._inner_len, page, _libc.PROT_NONE)
+            _libc.mprotect(self._inner, self._inner_len, _RW)
             if lock:
                 code = _libc.mlock(self._inner, self._inner_len)
                 if code:
@@ -129,6 +140,12 @@ class ProtectedBuffer:
         self._idle = _libc.PROT_NONE if protect_idle else _libc.PROT_READ
         self._prot = _RW
         self._closed = False
+        if initialise is not None:
+            try:
+                initialise(self)
+            except BaseException:
+                self.close()
+                raise
         self._set_protection()
 
     @classmethod

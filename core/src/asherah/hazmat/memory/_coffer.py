@@ -20,14 +20,9 @@ class Coffer:
     __slots__ = ("_slab",)
 
     def __init__(self, slab: Slab) -> None:
-        """Fill both halves with fresh randomness (the key is therefore random too)."""
+        """The slab filled both halves with fresh randomness when it was created (so the key
+        is random too); the coffer only derives and clears."""
         self._slab = slab
-        buffer = slab.buffer
-        with buffer.write() as view:
-            with view[slab.coffer_left : slab.coffer_left + SLOT_SIZE] as left:
-                _libc.random_fill(left)
-            with view[slab.coffer_right : slab.coffer_right + SLOT_SIZE] as right:
-                _libc.random_fill(right)
 
     def derive(self, view: memoryview) -> memoryview:
         """Write the key into the scratch slot and return a view of it; call :meth:`clear` after.

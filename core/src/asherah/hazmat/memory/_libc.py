@@ -89,9 +89,10 @@ def raise_errno(call: str) -> None:
     )
 
 
-def mmap_anonymous(length: int) -> int:
-    """Map ``length`` bytes of private anonymous read-write memory; returns the address."""
-    address = libc().mmap(None, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+def mmap_anonymous(length: int, prot: int = PROT_READ | PROT_WRITE) -> int:
+    """Map ``length`` bytes of private anonymous memory (read-write unless ``prot`` says
+    otherwise); returns the address."""
+    address = libc().mmap(None, length, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     if address is None or address == _MAP_FAILED:
         raise_errno("mmap")
     return int(address)
@@ -176,19 +177,25 @@ def random_fill(buffer: bytearray | memoryview) -> None:
             return
         array = (ctypes.c_char * length).from_buffer(view)
         try:
-            base = ctypes.addressof(array)
-            filled = 0
-            while filled < length:
-                got = libc().getrandom(base + filled, length - filled, 0)
-                if got < 0:
-                    if ctypes.get_errno() == errno.EINTR:
-                        continue
-                    raise_errno("getrandom")
-                filled += got
+            random_fill_at(ctypes.addressof(array), length)
         finally:
             del array
     finally:
         view.release()
+
+
+def random_fill_at(address: int, length: int) -> None:
+    """:func:`random_fill` for memory the caller owns and addresses directly (a protected
+    buffer's data inside its write window); Linux only."""
+    getrandom = libc().getrandom
+    filled = 0
+    while filled < length:
+        got = getrandom(address + filled, length - filled, 0)
+        if got < 0:
+            if ctypes.get_errno() == errno.EINTR:
+                continue
+            raise_errno("getrandom")
+        filled += got
 
 
 def _random_fill_portable(view: memoryview) -> None:

@@ -15,6 +15,7 @@ kept decrypted: the hot cache is off and every use opens the enclave), ``none`` 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,6 +176,13 @@ class _PlainBackend(_Backend):
         for entry in list(self.entries.values()):
             self.close_entry(entry)
         self.pending.clear()
+
+
+class _DeferredBackend(_Backend):
+    """A sealed-mode store before its first key: no slab yet, so nothing mapped or locked."""
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class _SealedBackend(_Backend):
@@ -497,6 +505,9 @@ class KeyStore:
     :attr:`fallback_reason`).
     ``protect_idle=False`` keeps the slab read-only instead of ``PROT_NONE`` between uses, which
     takes the two ``mprotect`` calls off every cached-key use (see ``docs/security.md``).
+    ``defer=True`` allocates the slab with the first :meth:`put` instead (for an owner that may
+    never store a key: nothing is mapped or locked until then, and an ``RLIMIT_MEMLOCK`` refusal
+    or fallback happens at that put); every property of the slab is the same once it exists.
     """
 
     def __init__(
@@ -508,6 +519,7 @@ class KeyStore:
         allow_fallback: bool = False,
         protect_idle: bool = True,
         on_event: EventCallback | None = None,
+        defer: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"secure_memory must be one of {', '.join(MODES)}, not {mode!r}")
@@ -522,11 +534,24 @@ class KeyStore:
         self._ids = itertools.count(1)
         self.mode: Mode = mode
         self._backend: _Backend
+        self._slab_settings = (slab_slots, hot_cache_size, allow_fallback, protect_idle)
+        self._build_lock = threading.Lock()
         if mode == "none":
             self._backend = _PlainBackend(on_event)
-            return
+        elif defer:
+            self._backend = _DeferredBackend(on_event)
+        else:
+            self._backend = self._build_slab(on_event)
+
+    @property
+    def deferred(self) -> bool:
+        """No slab yet: built with ``defer=True`` and no key put since (nothing is mapped)."""
+        return isinstance(self._backend, _DeferredBackend)
+
+    def _build_slab(self, on_event: EventCallback | None) -> _Backend:
+        slab_slots, hot_cache_size, allow_fallback, protect_idle = self._slab_settings
         try:
-            slab = Slab(slab_slots, lock=mode == "mlock", protect_idle=protect_idle)
+            slab = Slab(slab_slots, lock=self.mode == "mlock", protect_idle=protect_idle)
         except MemlockLimitError as exc:
             if not allow_fallback:
                 raise
@@ -534,9 +559,23 @@ class KeyStore:
             self.mode = "encrypted"
             self.fallback_reason = str(exc)
         hot = hot_cache_size if self.mode == "mlock" else 0
-        self._backend = _SealedBackend(slab, hot, on_event)
+        backend = _SealedBackend(slab, hot, on_event)
         if self.fallback_reason is not None and on_event is not None:
             on_event("fallback", None)
+        return backend
+
+    def _built_backend(self) -> _Backend:
+        """The backend, building a deferred store's slab now (its first key)."""
+        backend = self._backend
+        if not isinstance(backend, _DeferredBackend):
+            return backend
+        with self._build_lock:
+            backend = self._backend
+            if isinstance(backend, _DeferredBackend):
+                if backend.closed:
+                    raise SecureMemoryError("key store is closed")
+                backend = self._backend = self._build_slab(backend.on_event)
+        return backend
 
     def __repr__(self) -> str:
         return (
@@ -557,6 +596,8 @@ class KeyStore:
     def hot_cache_size(self) -> int:
         """Keys kept decrypted between uses (0 in ``encrypted`` and ``none`` modes)."""
         backend = self._backend
+        if isinstance(backend, _DeferredBackend):
+            return self._slab_settings[1] if self.mode == "mlock" else 0
         return backend.hot if isinstance(backend, _SealedBackend) else 0
 
     @property
@@ -596,19 +637,25 @@ class KeyStore:
         events: Events = []
         flat = source.cast("B")
         try:
-            self._backend.put(entry, flat, events)
+            backend = self._built_backend()
+            backend.put(entry, flat, events)
         finally:
             # A slice copy from a zeroed bytearray: the same writes as memset, without the
             # ctypes address lookup (Python never elides the assignment).
             flat[:] = _ZERO_KEY
             flat.release()
             source.release()
-        self._backend.emit(events)
-        return KeyHandle(self._backend, entry)
+        backend.emit(events)
+        return KeyHandle(backend, entry)
 
     def close(self) -> None:
         """Wipe every key and the coffer, unlock and unmap the slab; idempotent.
 
         Uses still in flight finish first: the memory is released when the last one ends.
         """
-        self._backend.close()
+        with self._build_lock:  # a deferred store closes here or builds first, never both
+            backend = self._backend
+            if isinstance(backend, _DeferredBackend):
+                backend.close()
+                return
+        backend.close()
