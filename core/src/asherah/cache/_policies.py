@@ -99,10 +99,13 @@ class SegmentedLeastRecentlyUsed(EvictionPolicy):
                 self._probation[demoted] = None
 
     def insert(self, key: Hashable) -> list[Hashable]:
-        if key in self._protected or key in self._probation:
+        probation = self._probation
+        if key in probation or key in self._protected:
             self.touch(key)
             return []
-        self._probation[key] = None
+        probation[key] = None
+        if len(probation) + len(self._protected) <= self.capacity:
+            return []
         evicted = []
         while len(self._probation) + len(self._protected) > self.capacity:
             source = self._probation if self._probation else self._protected
