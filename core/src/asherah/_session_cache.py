@@ -125,10 +125,11 @@ class SessionCache:
             # The usual case, a new partition into a full cache: one victim, idle. Same steps
             # as ``_drop(victim, evicted, in_policy=False)``, without the general loop.
             victim = victims[0]
-            core = self._cores.get(victim) if isinstance(victim, str) else None
-            if core is not None and not core.users:
+            core = self._cores.pop(victim, None) if isinstance(victim, str) else None
+            if core is not None and core.users:  # in use: back, and the general path decides
+                self._cores[core.partition] = core
+            elif core is not None:
                 victim = core.partition
-                del self._cores[victim]
                 core.cached = False
                 if core.owns_key_cache:
                     core.finish()

@@ -104,8 +104,11 @@ class SegmentedLeastRecentlyUsed(EvictionPolicy):
             self.touch(key)
             return []
         probation[key] = None
-        if len(probation) + len(self._protected) <= self.capacity:
+        excess = len(probation) + len(self._protected) - self.capacity
+        if excess <= 0:
             return []
+        if excess == 1:  # the usual eviction: the oldest key on probation (there is one: this)
+            return [probation.popitem(last=False)[0]]
         evicted = []
         while len(self._probation) + len(self._protected) > self.capacity:
             source = self._probation if self._probation else self._protected
