@@ -95,10 +95,9 @@ class Workers:
     """Two threads that live for the whole scenario, as a server's would.
 
     A run hands each of the first ``threads`` workers the same job and times from their release
-    to the last one's report. Threads started per run (the former method) measured mostly
-    their start-up: a fresh thread's first large buffers come from an arena that must grow
-    again, and at ~1 ms per run that, not the steady state, decided the ratio (1 MiB decrypt
-    2T/1T 1.04 with fresh threads against 1.62 with these, same machine, quiet).
+    to the last one's report. Fresh threads per run of ~1 ms (the former method) measured
+    start-up rather than throughput (1 MiB decrypt 2T/1T ~1.0 then, 1.62 in runs of 48 calls on
+    threads that stay, same machine, quiet; see docs/performance.md).
     """
 
     def __init__(self, count: int = 2) -> None:
