@@ -65,6 +65,29 @@ def test_in_use_sessions_survive_eviction_pressure(policy: str) -> None:
         held.close()
 
 
+@pytest.mark.parametrize("policy", ["lru", "slru", "lfu"])
+def test_a_one_entry_cache_never_evicts_the_session_in_use(policy: str) -> None:
+    # Every new partition's single victim is the held core: it goes back, and the newcomer is
+    # the one dropped (once its session closes it is finished, not cached).
+    evictions = Evictions()
+    config = {**CONFIG, "SessionCacheMaxSize": 1, "session_cache_eviction_policy": policy}
+    with SessionFactory(config, plugins=[evictions]) as factory:
+        held = factory.get_session("held")
+        for i in range(5):
+            with factory.get_session(f"new{i}") as session:
+                assert session.decrypt_bytes(session.encrypt_bytes(b"x")) == b"x"
+        assert "held" not in evictions.partitions
+        assert evictions.partitions == [f"new{i}" for i in range(5)]
+        assert len(factory._sessions) == 1
+        with factory.get_session("held") as again:
+            assert again._ids is held._ids
+        held.close()
+        factory.get_session("other").close()  # the held core is idle now: it may go
+        # SLRU keeps a key used twice (protected) over a newcomer on probation.
+        expected = "other" if policy == "slru" else "held"
+        assert evictions.partitions[-1] == expected
+
+
 def test_lru_session_eviction_order() -> None:
     evictions = Evictions()
     config = {**CONFIG, "SessionCacheMaxSize": 2, "session_cache_eviction_policy": "lru"}

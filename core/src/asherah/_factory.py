@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -120,6 +121,7 @@ class SessionFactory:
             ttl_jitter=config.cache_ttl_jitter,
             max_workers=config.async_max_workers,
         )
+        self._shared_ik_cache = config.shared_intermediate_key_cache
         self._sessions = SessionCache(
             self._build_core,
             None
@@ -130,7 +132,7 @@ class SessionFactory:
             ),
             config.session_cache_duration or DEFAULT_SESSION_CACHE_DURATION_S,
             self._clock,
-            lambda partition: self.hooks.cache_event("session", "eviction", "exact", partition),
+            functools.partial(self.hooks.cache_event, "session", "eviction", "exact"),
         )
         self._lock = threading.Lock()
         self._closed = False
@@ -193,20 +195,14 @@ class SessionFactory:
             raise ConfigError("partition id cannot be empty")
         if self._closed:
             raise AsherahError("session factory is closed")
-        sessions = self._sessions
-        core = sessions.acquire(partition)
+        core = self._sessions.acquire(partition)
         return Session(
-            partition,
-            core.ids,
-            core.keys,
-            self._clock,
-            lambda _: sessions.release(core),
-            core.key_id_json,
+            partition, core.ids, core.keys, self._clock, core.session_closed, core.key_id_json
         )
 
     def _build_core(self, partition: str) -> SessionCore:
         ids = self._key_ids(partition)
-        if self.config.shared_intermediate_key_cache:  # the default: one per cache miss
+        if self._shared_ik_cache:  # the default: one per cache miss
             return SessionCore(partition, ids, json_string(ids.intermediate_key_id), self._keys)
         keys = self._keys.with_own_intermediate_cache(
             _key_policy(

@@ -29,10 +29,18 @@ class SessionCore:
     last_used: float = 0.0
     cached: bool = True
     owns_key_cache: bool = False
+    #: Set by the cache that hands the core out. No cycle once the core is evicted: the
+    #: cache no longer holds it.
+    cache: SessionCache | None = None
 
     def finish(self) -> None:
         if self.owns_key_cache:
             self.keys.intermediate_keys.clear()
+
+    def session_closed(self, session: object) -> None:
+        """A session's ``on_close``: a bound method, not a closure per ``get_session``."""
+        if self.cache is not None:
+            self.cache.release(self)
 
 
 class SessionCache:
@@ -64,21 +72,23 @@ class SessionCache:
         policy = self._policy
         if policy is None:
             core = self._build(partition)
+            core.cache = self
             core.cached = False
             core.users = 1
             return core
         # Built only when something is evicted: a hit, and most misses, allocate no list.
         evicted: list[str] | None = None
+        cores = self._cores
         with self._lock:
             if now - self._last_sweep >= self._sweep_every:
                 evicted = self._sweep(now)
-            found = self._cores.get(partition)
-            if found is not None and found.users == 0 and now - found.last_used >= self._idle_s:
-                evicted = self._drop(partition, evicted)
-                found = None
-            if found is None:
+            found = cores.get(partition)
+            if found is None or (not found.users and now - found.last_used >= self._idle_s):
+                if found is not None:  # idle too long: replaced by a new one
+                    evicted = self._drop(partition, evicted)
                 core = self._build(partition)
-                self._cores[partition] = core
+                core.cache = self
+                cores[partition] = core
                 victims = policy.insert(partition)
                 if victims:
                     evicted = self._evict(victims, evicted)
@@ -87,7 +97,7 @@ class SessionCache:
                 policy.touch(partition)
             core.users += 1
             core.last_used = now
-        if evicted and self._on_evict is not None:
+        if evicted is not None and self._on_evict is not None:
             for victim in evicted:
                 self._on_evict(victim)
         return core
@@ -111,6 +121,22 @@ class SessionCache:
 
     def _evict(self, victims: list[Hashable], evicted: list[str] | None) -> list[str] | None:
         """Drop the policy's victims (already out of the policy); caller holds the lock."""
+        if len(victims) == 1:
+            # The usual case, a new partition into a full cache: one victim, idle. Same steps
+            # as ``_drop(victim, evicted, in_policy=False)``, without the general loop.
+            victim = victims[0]
+            core = self._cores.pop(victim, None) if isinstance(victim, str) else None
+            if core is not None and core.users:  # in use: back, and the general path decides
+                self._cores[core.partition] = core
+            elif core is not None:
+                victim = core.partition
+                core.cached = False
+                if core.owns_key_cache:
+                    core.finish()
+                if evicted is None:
+                    return [victim]
+                evicted.append(victim)
+                return evicted
         policy = self._policy
         assert policy is not None  # noqa: S101 - callers check
         pending = list(victims)

@@ -99,10 +99,16 @@ class SegmentedLeastRecentlyUsed(EvictionPolicy):
                 self._probation[demoted] = None
 
     def insert(self, key: Hashable) -> list[Hashable]:
-        if key in self._protected or key in self._probation:
+        probation = self._probation
+        if key in probation or key in self._protected:
             self.touch(key)
             return []
-        self._probation[key] = None
+        probation[key] = None
+        excess = len(probation) + len(self._protected) - self.capacity
+        if excess <= 0:
+            return []
+        if excess == 1:  # the usual eviction: the oldest key on probation (there is one: this)
+            return [probation.popitem(last=False)[0]]
         evicted = []
         while len(self._probation) + len(self._protected) > self.capacity:
             source = self._probation if self._probation else self._protected
