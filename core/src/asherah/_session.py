@@ -102,7 +102,6 @@ class Session:
         "_latest",
         "_middle",
         "_on_close",
-        "_quiet",
         "partition",
     )
 
@@ -134,10 +133,9 @@ class Session:
             self._ik_cache,
             self._latest,
             self._exact,
-            self._quiet,
+            self._fast,
             self._fast_decrypt,
         ) = keys.session_view
-        self._fast = self._quiet
 
     def __repr__(self) -> str:
         return f"Session(partition={self.partition!r}, closed={self._closed})"
@@ -198,24 +196,21 @@ class Session:
                 if self._ik_cache.watching and not 0.0 <= now - key.touched < _TOUCH_EVERY_S:
                     self._ik_cache.touch(self._ik_id, key, now)
                 return self._seal(cipher, key.created, data, len(data), now)
-        return self._encrypt_under(data, None)
+        return self._encrypt_general(data)
 
-    def _encrypt_under(
-        self, data: bytes | bytearray | memoryview, intermediate: CryptoKey | None
-    ) -> str:
-        """The general path: check everything, take ``intermediate`` or the latest IK from
-        the key manager (which may load, create or rotate), and time the call for observers."""
+    def _encrypt_general(self, data: bytes | bytearray | memoryview) -> str:
+        """The general path: check everything, take the latest IK from the key manager
+        (which may load, create or rotate), and time the call for observers."""
         size = self._check_plaintext(data)
-        hooks = self._keys.hooks
+        keys = self._keys
+        hooks = keys.hooks
         started = time.perf_counter_ns() if hooks.external_timing or _METRICS.on else 0
-        if intermediate is None:
-            keys = self._keys
-            if _INLINE_ONLY.get():
-                intermediate = keys.cached_intermediate(self._ids, keys.workers.submit)
-                if intermediate is None:
-                    raise _NeedsWorker
-            else:
-                intermediate = keys.latest_intermediate(self._ids)
+        if _INLINE_ONLY.get():
+            intermediate = keys.cached_intermediate(self._ids, keys.workers.submit)
+            if intermediate is None:
+                raise _NeedsWorker
+        else:
+            intermediate = keys.latest_intermediate(self._ids)
         try:
             cipher = intermediate.cipher
         except aead.AeadError:
@@ -282,14 +277,11 @@ class Session:
         """:meth:`encrypt_bytes` for asyncio: inline while the key is cached (microseconds),
         otherwise on the factory's worker threads so metastore and KMS I/O never block the
         loop."""
-        if self._check_plaintext(data) < ASYNC_INLINE_LIMIT:
-            inline = _INLINE_ONLY.set(True)
-            try:
-                return self.encrypt_bytes(data)
-            except _NeedsWorker:
-                pass
-            finally:
-                _INLINE_ONLY.reset(inline)
+        if (
+            self._check_plaintext(data) < ASYNC_INLINE_LIMIT
+            and (record := _without_io(self.encrypt_bytes, data)) is not None
+        ):
+            return record
         return await self._in_worker(self.encrypt_bytes, data)
 
     async def encrypt_text_async(self, text: str) -> str:
@@ -434,14 +426,12 @@ class Session:
     async def decrypt_bytes_async(self, record: str | bytes | bytearray) -> bytes:
         """:meth:`decrypt_bytes` for asyncio: inline while the key is cached, otherwise on
         the factory's worker threads."""
-        if isinstance(record, str | bytes | bytearray) and len(record) < ASYNC_INLINE_LIMIT:
-            inline = _INLINE_ONLY.set(True)
-            try:
-                return self.decrypt_bytes(record)
-            except _NeedsWorker:
-                pass
-            finally:
-                _INLINE_ONLY.reset(inline)
+        if (
+            isinstance(record, str | bytes | bytearray)
+            and len(record) < ASYNC_INLINE_LIMIT
+            and (plaintext := _without_io(self.decrypt_bytes, record)) is not None
+        ):
+            return plaintext
         return await self._in_worker(self.decrypt_bytes, record)
 
     async def decrypt_text_async(self, record: str | bytes | bytearray) -> str:
@@ -450,6 +440,18 @@ class Session:
     async def _in_worker(self, call: Callable[[A], R], arg: A) -> R:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._keys.workers.executor(), call, arg)
+
+
+def _without_io(call: Callable[[A], R], arg: A) -> R | None:
+    """``call(arg)`` with metastore and KMS I/O forbidden (see ``_INLINE_ONLY``); ``None``
+    when it needed some, and the caller should run it on a worker thread instead."""
+    inline = _INLINE_ONLY.set(True)
+    try:
+        return call(arg)
+    except _NeedsWorker:
+        return None
+    finally:
+        _INLINE_ONLY.reset(inline)
 
 
 def _utf8(plaintext: bytes) -> str:
