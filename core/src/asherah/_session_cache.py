@@ -122,21 +122,11 @@ class SessionCache:
     def _evict(self, victims: list[Hashable], evicted: list[str] | None) -> list[str] | None:
         """Drop the policy's victims (already out of the policy); caller holds the lock."""
         if len(victims) == 1:
-            # The usual case, a new partition into a full cache: one victim, idle. Same steps
-            # as ``_drop(victim, evicted, in_policy=False)``, without the general loop.
-            victim = victims[0]
-            core = self._cores.pop(victim, None) if isinstance(victim, str) else None
-            if core is not None and core.users:  # in use: back, and the general path decides
-                self._cores[core.partition] = core
-            elif core is not None:
-                victim = core.partition
-                core.cached = False
-                if core.owns_key_cache:
-                    core.finish()
-                if evicted is None:
-                    return [victim]
-                evicted.append(victim)
-                return evicted
+            # The usual case, a new partition into a full cache: one victim, idle. Dropped
+            # without the general loop; one in use goes the general way.
+            core = self._cores.get(str(victims[0]))
+            if core is not None and not core.users:
+                return self._drop(core.partition, evicted, in_policy=False)
         policy = self._policy
         assert policy is not None  # noqa: S101 - callers check
         pending = list(victims)
