@@ -15,17 +15,22 @@ CASES = [
 ]
 
 
-@pytest.mark.reference
-def test_core_benchmark_quick_run(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_core", "--quick", "--json", str(out)],
+def _run_benchmark(module: str, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """``python -m benchmarks.<module> --quick <args>`` from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", "--quick", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
+
+
+@pytest.mark.reference
+def test_core_benchmark_quick_run(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = _run_benchmark("bench_core", "--json", str(out), timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())["rows"]
     assert [row["case"] for row in rows] == CASES
@@ -38,14 +43,7 @@ def test_core_benchmark_quick_run(tmp_path: Path) -> None:
 
 
 def test_benchmark_fails_clearly_without_reference(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_core", "--quick", "--reference", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = _run_benchmark("bench_core", "--reference", str(tmp_path), timeout=60)
     assert proc.returncode == 2
     assert "pip install --target" in proc.stderr
 
@@ -54,14 +52,7 @@ def test_benchmark_fails_clearly_without_reference(tmp_path: Path) -> None:
 def test_loop_benchmark_quick_run(tmp_path: Path) -> None:
     """Each implementation alone in its own process; ours with and without the malloc pad."""
     out = tmp_path / "loop.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_loop", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    proc = _run_benchmark("bench_loop", "--json", str(out), timeout=180)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())["rows"]
     assert [row["case"] for row in rows] == CASES[4:]  # 64 KiB and 1 MiB
