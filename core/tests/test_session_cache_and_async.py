@@ -67,8 +67,8 @@ def test_in_use_sessions_survive_eviction_pressure(policy: str) -> None:
 
 @pytest.mark.parametrize("policy", ["lru", "slru", "lfu"])
 def test_a_one_entry_cache_never_evicts_the_session_in_use(policy: str) -> None:
-    # Every new partition's single victim is the held core: it goes back, and the newcomer is
-    # the one dropped (once its session closes it is finished, not cached).
+    # The first newcomer's victim is the held core: it is parked outside the policy while in
+    # use, and each later newcomer evicts the one before it.
     evictions = Evictions()
     config = {**CONFIG, "SessionCacheMaxSize": 1, "session_cache_eviction_policy": policy}
     with SessionFactory(config, plugins=[evictions]) as factory:
@@ -77,15 +77,53 @@ def test_a_one_entry_cache_never_evicts_the_session_in_use(policy: str) -> None:
             with factory.get_session(f"new{i}") as session:
                 assert session.decrypt_bytes(session.encrypt_bytes(b"x")) == b"x"
         assert "held" not in evictions.partitions
-        assert evictions.partitions == [f"new{i}" for i in range(5)]
-        assert len(factory._sessions) == 1
+        assert evictions.partitions == [f"new{i}" for i in range(4)]
+        assert len(factory._sessions) == 2  # the parked core and the policy's one entry
         with factory.get_session("held") as again:
-            assert again._ids is held._ids
-        held.close()
-        factory.get_session("other").close()  # the held core is idle now: it may go
-        # SLRU keeps a key used twice (protected) over a newcomer on probation.
-        expected = "other" if policy == "slru" else "held"
-        assert evictions.partitions[-1] == expected
+            assert again._ids is held._ids  # the parked core is still shared
+        assert "held" not in evictions.partitions
+        held.close()  # its last user: back into the policy, which now evicts the newcomer
+        assert evictions.partitions[-1] == "new4"
+        assert len(factory._sessions) == 1
+        factory.get_session("other").close()  # the held core is idle now: it goes
+        assert evictions.partitions[-1] == "held"
+        assert len(factory._sessions) == 1
+
+
+class _CountingPolicy:
+    """Wraps a policy and counts its calls."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.policy, name)
+
+        def counted(*args: Any) -> Any:
+            self.calls += 1
+            return method(*args)
+
+        return counted
+
+
+@pytest.mark.parametrize("policy", ["lru", "slru", "lfu"])
+def test_a_miss_costs_the_same_however_many_sessions_are_held(policy: str) -> None:
+    evictions = Evictions()
+    config = {**CONFIG, "SessionCacheMaxSize": 4, "session_cache_eviction_policy": policy}
+    with SessionFactory(config, plugins=[evictions]) as factory:
+        held = [factory.get_session(f"held{i}") for i in range(40)]
+        counting = _CountingPolicy(factory._sessions._policy)
+        factory._sessions._policy = counting
+        for i in range(3):
+            factory.get_session(f"new{i}").close()
+            assert counting.calls == i + 1  # one insert per miss, not one per held session
+        assert not set(evictions.partitions) & {f"held{i}" for i in range(40)}
+        assert len(factory._sessions) == 40 + 3  # every held core, and the newcomers
+        for session in held:
+            session.close()
+        assert len(factory._sessions) == 4  # released cores went back in and evicted others
+        assert len(evictions.partitions) == 40 + 3 - 4
 
 
 def test_lru_session_eviction_order() -> None:

@@ -1,9 +1,10 @@
 """The factory's session cache: one shared core per partition, handed out as cheap sessions.
 
 Bounded by an eviction policy (``slru`` by default) and an idle expiry. A core some session
-still uses is never evicted: it moves to the back of the line and the cache may run over its
-size until a user lets go. Closing one session never touches another session of the same
-partition.
+still uses is never evicted: the policy's choice is parked outside the policy (the cache runs
+over its size by the parked cores) and goes back into it when its last user lets go, which may
+evict another. So a miss costs the same however many sessions are held open. Closing one
+session never touches another session of the same partition.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class SessionCore:
     users: int = 0
     last_used: float = 0.0
     cached: bool = True
+    #: Chosen by the eviction policy while in use: out of the policy until released.
+    parked: bool = False
     owns_key_cache: bool = False
     #: Set by the cache that hands the core out. No cycle once the core is evicted: the
     #: cache no longer holds it.
@@ -94,7 +97,8 @@ class SessionCache:
                     evicted = self._evict(victims, evicted)
             else:
                 core = found
-                policy.touch(partition)
+                if not core.parked:
+                    policy.touch(partition)
             core.users += 1
             core.last_used = now
         if evicted is not None and self._on_evict is not None:
@@ -104,12 +108,23 @@ class SessionCache:
 
     def release(self, core: SessionCore) -> None:
         now = self._clock()
+        evicted: list[str] | None = None
         with self._lock:
             core.users -= 1
             core.last_used = now
             done = core.users == 0 and not core.cached
+            if core.parked and not core.users:
+                # Its last user let go: back into the policy, which may pick victims now.
+                core.parked = False
+                if core.cached and self._policy is not None:
+                    victims = self._policy.insert(core.partition)
+                    if victims:
+                        evicted = self._evict(victims, evicted)
         if done:
             core.finish()
+        if evicted is not None and self._on_evict is not None:
+            for victim in evicted:
+                self._on_evict(victim)
 
     def clear(self) -> None:
         with self._lock:
@@ -120,37 +135,25 @@ class SessionCache:
             core.finish()
 
     def _evict(self, victims: list[Hashable], evicted: list[str] | None) -> list[str] | None:
-        """Drop the policy's victims (already out of the policy); caller holds the lock."""
-        if len(victims) == 1:
-            # The usual case, a new partition into a full cache: one victim, idle. Dropped
-            # without the general loop; one in use goes the general way.
-            core = self._cores.get(str(victims[0]))
-            if core is not None and not core.users:
-                return self._drop(core.partition, evicted, in_policy=False)
-        policy = self._policy
-        assert policy is not None  # noqa: S101 - callers check
-        pending = list(victims)
-        for _ in range(len(self._cores) + 1):
-            if not pending:
-                break
-            victim = str(pending.pop(0))
-            core = self._cores.get(victim)
+        """Drop the policy's victims (already out of the policy); caller holds the lock.
+        One in use is never closed under its user: it is parked until released."""
+        for victim in victims:
+            core = self._cores.get(str(victim))
             if core is None:
                 continue
-            if core.users > 0:
-                # In use: never closed under its user. Re-admit it as recently used and let
-                # the policy pick again among the others.
-                pending.extend(str(v) for v in policy.insert(victim) if v != victim)
-                continue
-            evicted = self._drop(victim, evicted, in_policy=False)
+            if core.users:
+                core.parked = True
+            else:
+                evicted = self._drop(core.partition, evicted, in_policy=False)
         return evicted
 
     def _drop(
         self, partition: str, evicted: list[str] | None, *, in_policy: bool = True
     ) -> list[str]:
         core = self._cores.pop(partition)
-        if in_policy and self._policy is not None:
+        if in_policy and not core.parked and self._policy is not None:
             self._policy.remove(partition)
+        core.parked = False
         core.cached = False
         if core.users == 0:
             core.finish()
