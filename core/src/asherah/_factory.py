@@ -27,7 +27,6 @@ from asherah._instrumented import InstrumentedKms, InstrumentedMetastore
 from asherah._key_ids import KeyIdMaker
 from asherah._key_manager import KeyManager
 from asherah._policy import CryptoPolicy
-from asherah._records import json_string
 from asherah._session import Session
 from asherah._session_cache import SessionCache, SessionCore
 from asherah._settings import load_config
@@ -196,23 +195,19 @@ class SessionFactory:
         if self._closed:
             raise AsherahError("session factory is closed")
         core = self._sessions.acquire(partition)
-        return Session(
-            partition, core.ids, core.keys, self._clock, core.session_closed, core.key_id_json
-        )
+        return Session(partition, core.ids, core.keys, self._clock, core.session_closed)
 
     def _build_core(self, partition: str) -> SessionCore:
         ids = self._key_ids(partition)
         if self._shared_ik_cache:  # the default: one per cache miss
-            return SessionCore(partition, ids, json_string(ids.intermediate_key_id), self._keys)
+            return SessionCore(partition, ids, self._keys)
         keys = self._keys.with_own_intermediate_cache(
             _key_policy(
                 self.config.intermediate_key_cache_eviction_policy,
                 self.config.intermediate_key_cache_max_size,
             )
         )
-        return SessionCore(
-            partition, ids, json_string(ids.intermediate_key_id), keys, owns_key_cache=True
-        )
+        return SessionCore(partition, ids, keys, owns_key_cache=True)
 
     def _on_memory_event(self, kind: str, label: object) -> None:
         if kind == "fallback" and "key_store" in self.__dict__:  # a deferred slab, built now

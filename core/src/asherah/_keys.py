@@ -83,7 +83,15 @@ read_random_into = _open_urandom_into()
 class CryptoKey:
     """An unwrapped SK or IK with its ``Created`` second and revocation flag."""
 
-    __slots__ = ("__weakref__", "_handle", "created", "prepared", "revoked", "touched")
+    __slots__ = (
+        "__weakref__",
+        "_handle",
+        "created",
+        "prepared",
+        "record_middle",
+        "revoked",
+        "touched",
+    )
 
     def __init__(
         self,
@@ -126,6 +134,10 @@ class CryptoKey:
         #: When the cache last told its eviction policy this key was used (sampled, so a hot
         #: key costs the policy's lock once a second, not once per call).
         self.touched = 0.0
+        #: For an IK: the data row record text from the end of a wrapped key to the start of
+        #: the data (``ParentKeyMeta`` naming this key), constant per key, so formatted on the
+        #: first encrypt under it rather than per call or per session.
+        self.record_middle: str | None = None
 
     def __repr__(self) -> str:
         return f"CryptoKey(created={self.created}, revoked={self.revoked}, material=<protected>)"

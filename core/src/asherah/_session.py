@@ -97,10 +97,8 @@ class Session:
         "_ids",
         "_ik_cache",
         "_ik_id",
-        "_key_id_json",
         "_keys",
         "_latest",
-        "_middle",
         "_on_close",
         "partition",
     )
@@ -112,20 +110,13 @@ class Session:
         keys: KeyManager,
         clock: Callable[[], float],
         on_close: Callable[[Session], None] | None = None,
-        key_id_json: str | None = None,
     ) -> None:
         self.partition = partition
         self._ids = ids
         self._keys = keys
         self._clock = clock
-        self._key_id_json = key_id_json or json_string(ids.intermediate_key_id)
         self._closed = False
         self._on_close = on_close
-        #: ``(IK created, the record text from the end of the wrapped key to the start of the
-        #: data)``: constant per intermediate key, so it is formatted once per key, not per
-        #: call. One tuple, replaced whole, so concurrent callers never pair a ``Created``
-        #: with another key's text.
-        self._middle: tuple[int, str] = (-1, "")
         # The hot paths read the factory's IK cache directly (see ``encrypt_bytes``); the
         # flags are cleared by ``close``.
         self._ik_id = ids.intermediate_key_id
@@ -193,7 +184,7 @@ class Session:
                 if len(data) >= _SPLIT_FROM:
                     if len(data) > MAX_PAYLOAD_BYTES:
                         return self._encrypt_general(data)  # which names the limit
-                    return self._seal(cipher, key.created, data, len(data), now)
+                    return self._seal(cipher, key, data, len(data), now)
                 # ``_seal`` for a small payload, inline (a call costs 2% of a 64-byte encrypt).
                 try:
                     drk, key_nonce, data_nonce = _random_pool.take()
@@ -204,9 +195,9 @@ class Session:
                     sealed_key = cipher.encrypt(key_nonce, drk, None) + key_nonce
                 finally:
                     drk[:] = _ZERO_KEY
-                created, middle = self._middle
-                if created != key.created:
-                    middle = self._middle_text(key.created)
+                middle = key.record_middle
+                if middle is None:
+                    middle = self._middle_text(key)
                 return (
                     f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}{middle}'
                     f'{_b64encode(data_cipher.encrypt(data_nonce, data, None) + data_nonce)}"}}'
@@ -231,7 +222,7 @@ class Session:
         except aead.AeadError:
             # Only a wiped key fails here: the factory was closed under this call.
             raise AsherahError("session factory is closed") from None
-        record = self._seal(cipher, intermediate.created, data, size, self._clock())
+        record = self._seal(cipher, intermediate, data, size, self._clock())
         if started:
             hooks.crypto_timing("encrypt", self.partition, size, time.perf_counter_ns() - started)
         return record
@@ -239,7 +230,7 @@ class Session:
     def _seal(
         self,
         cipher: AESGCM,
-        key_created: int,
+        key: CryptoKey,
         data: bytes | bytearray | memoryview,
         size: int,
         now: float,
@@ -255,9 +246,9 @@ class Session:
             sealed_key = cipher.encrypt(key_nonce, drk, None) + key_nonce
         finally:
             drk[:] = _ZERO_KEY
-        created, middle = self._middle
-        if created != key_created:
-            middle = self._middle_text(key_created)
+        middle = key.record_middle
+        if middle is None:
+            middle = self._middle_text(key)
         if size < _SPLIT_FROM:
             sealed_data = data_cipher.encrypt(data_nonce, data, None) + data_nonce
             return (
@@ -277,13 +268,13 @@ class Session:
             f'{head}{_b64encode(body[cut:] + data_nonce)}"}}'
         )
 
-    def _middle_text(self, key_created: int) -> str:
-        """The record text from the end of the wrapped key to the start of the data, for an
-        IK created at ``key_created`` (formatted once per key, kept with its ``Created``)."""
+    def _middle_text(self, key: CryptoKey) -> str:
+        """Format (once per IK) the record text between the wrapped key and the data."""
         middle = (
-            f'","ParentKeyMeta":{{"KeyId":{self._key_id_json},"Created":{key_created}}}}},"Data":"'
+            f'","ParentKeyMeta":{{"KeyId":{json_string(self._ik_id)},"Created":{key.created}}}}},'
+            '"Data":"'
         )
-        self._middle = (key_created, middle)
+        key.record_middle = middle
         return middle
 
     def encrypt_text(self, text: str) -> str:

@@ -24,7 +24,6 @@ class SessionCore:
 
     partition: str
     ids: KeyIds
-    key_id_json: str
     keys: KeyManager
     users: int = 0
     last_used: float = 0.0
