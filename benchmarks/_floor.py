@@ -37,7 +37,7 @@ _DATA_FIELD = ',"Data":"'
 _SMALL_BASE64 = 128
 # Up to this many characters orjson parses a whole record faster than finding the Data field
 # and parsing only the Key part; beyond it, copying the payload string costs more.
-_PARSE_WHOLE_UP_TO = 2048
+_PARSE_WHOLE_UP_TO = 1536
 #: 16 draws of a data-row key and two nonces, cut from one block of randomness in C.
 _DRAWS = struct.Struct(f"32s{_NONCE}s{_NONCE}s" * 16)
 _KEY_PREFIX = '{"Key":'

@@ -19,6 +19,7 @@ from asherah import DecryptionError, SessionFactory, set_metrics_hook
 from asherah._data_row import _general, parse_data_row, parse_fast
 from asherah._errors import AsherahError
 from asherah._observe import DISPATCH
+from asherah._session import PARSE_WHOLE_UP_TO
 
 from .test_bad_input import mutated_records
 
@@ -346,7 +347,7 @@ def test_short_records_of_any_json_layout_take_the_inline_path() -> None:
             spaced = json.dumps(json.loads(record), indent=1)
             reordered = json.dumps(dict(reversed(json.loads(record).items())))
             for layout in (spaced, reordered):
-                if len(layout) <= 2048:  # parsed whole; longer ones must have the usual layout
+                if len(layout) <= PARSE_WHOLE_UP_TO:  # parsed whole; longer: the usual layout
                     assert _inline_only(session, layout) == b"y" * size
                 else:
                     assert session.decrypt_bytes(layout) == b"y" * size
