@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from typing import Any
 
 import pytest
@@ -130,6 +131,22 @@ def test_tampered_record_with_a_cached_key_is_a_decryption_error() -> None:
         record["Key"]["Key"] = base64.b64encode(bytes(wrapped)).decode()
         with pytest.raises(DecryptionError, match="data row key"):
             session.decrypt_bytes(json.dumps(record, separators=(",", ":")))
+
+
+@pytest.mark.parametrize("size", [0, 16, 28, 31, 33, 36, 64])
+def test_a_wrapped_key_of_another_size_is_refused_even_when_it_authenticates(size: int) -> None:
+    # Only a holder of the IK can make one; both paths refuse it, as the general parser does.
+    with SessionFactory(CONFIG) as factory, factory.get_session("a") as session:
+        record = json.loads(session.encrypt_bytes(b"secret"))
+        cipher = session._latest[session._ik_id].key.prepared
+        nonce = os.urandom(12)
+        wrapped = cipher.encrypt(nonce, os.urandom(size), None) + nonce
+        record["Key"]["Key"] = base64.b64encode(wrapped).decode()
+        crafted = json.dumps(record, separators=(",", ":"))
+        with pytest.raises(AssertionError, match="general path"):
+            _inline_only(session, crafted)
+        with pytest.raises(DecryptionError, match="data row key"):
+            session.decrypt_bytes(crafted)
 
 
 def test_closed_session_and_factory_refuse_the_hot_path() -> None:
@@ -312,6 +329,10 @@ def test_cached_decrypt_never_accepts_what_the_general_path_refuses(
         lambda r: r.replace(',"Data":"', ',"Data":"\\u0041', 1)[:-3] + '"}',  # escaped char
         lambda r: r.replace(',"Data":"', ',"Data":"\\u0041\\u0041\\u0041\\u0041', 1),
         lambda r: r.replace('{"Key":', '{"Data":null,"Key":', 1),  # duplicate field, last wins
+        *(  # Data of another JSON type
+            (lambda r, v=value: r[: r.index(',"Data":"')] + f',"Data":{v}}}')
+            for value in ("null", "1", "true", '["AAAA"]', '{"a":"AAAA"}', '"AAAA"')
+        ),
     ],
 )
 def test_cached_decrypt_agrees_on_edge_cases(warm: Any, edit: Any) -> None:

@@ -27,7 +27,6 @@ from asherah._data_row import (
     DATA_MARK,
     I64_MAX,
     SMALL_BASE64,
-    WRAPPED_KEY_BYTES,
     DataRow,
     parse_data_row,
 )
@@ -326,18 +325,18 @@ class Session:
             # Short records are parsed whole, exactly as the general parser starts; longer
             # ones as :func:`~asherah._data_row.parse_fast` does. The checks a cache hit makes
             # redundant are left out: only a ``str`` key id equal to a cached one can hit, and
-            # cached ids and ``Created`` values passed every limit when they were loaded. A
-            # 60-byte strict decode implies the 80 unpadded characters of a wrapped key. What
+            # cached ids and ``Created`` values passed every limit when they were loaded. Only
+            # a 60-byte wrapped key fits ``decrypt_into``'s 32-byte buffer, and its strict
+            # decode implies the 80 unpadded characters the general parser checks. What
             # no hit can vouch for (the record's own ``Created`` and ``Revoked``, the data's
             # base64) is checked as the general parser would.
             try:
                 if len(record) <= PARSE_WHOLE_UP_TO:
                     # The general parser's own first step: any JSON it reads is read the same.
+                    # (A ``Data`` that is not a string fails ``text[-3:] in BAD_ENDINGS``.)
                     row = _loads(record)
                     key = row["Key"]
                     text = row["Data"]
-                    if type(text) is not str:
-                        raise _Declined
                 else:
                     cut = record.find(DATA_MARK)
                     if (
@@ -368,9 +367,9 @@ class Session:
                     or text[-3:] in BAD_ENDINGS  # both decoders refuse a length not 4n
                 ):
                     raise _Declined
+                # A wrapped key of any length but 60 bytes fails ``decrypt_into``, which
+                # wants the 32-byte buffer exactly: declined, like every other error.
                 wrapped = _a2b_base64(key["Key"], strict_mode=True)
-                if len(wrapped) != WRAPPED_KEY_BYTES:
-                    raise _Declined
                 if len(text) <= SMALL_BASE64:
                     sealed = _a2b_base64(text, strict_mode=True)
                 else:
