@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from asherah import _keys, _random_pool
+from asherah.hazmat import aead
 
 
 def _flat(draw: _random_pool.Draw) -> bytes:
@@ -107,3 +108,19 @@ def test_a_short_read_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_random_pool, "_pending", [])
     with pytest.raises(OSError, match="short read"):
         _random_pool.draw()
+
+
+def test_a_new_key_and_its_wrapping_nonce_come_from_one_draw() -> None:
+    pairs = [_random_pool.key_and_nonce() for _ in range(2 * _random_pool.SLOTS)]
+    for key, nonce in pairs:
+        assert type(key) is bytearray
+        assert len(key) == _random_pool.KEY_SIZE
+        assert len(nonce) == _random_pool.NONCE_SIZE
+    assert len({bytes(k) + n for k, n in pairs}) == len(pairs)
+
+
+def test_a_nonce_of_another_size_is_refused() -> None:
+    cipher = aead.cipher(bytes(32))
+    assert aead.open_with(cipher, aead.seal_with(cipher, b"x", b"\x01" * 12)) == b"x"
+    with pytest.raises(aead.AeadError, match="nonce size 8"):
+        aead.seal_with(cipher, b"x", b"\x01" * 8)

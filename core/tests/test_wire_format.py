@@ -76,6 +76,11 @@ def fixed_random(
 
     monkeypatch.setattr(_random_pool, "draw", draw)
     monkeypatch.setattr(_random_pool, "take", draw)
+    monkeypatch.setattr(
+        _random_pool,
+        "key_and_nonce",
+        lambda: (bytearray(urandom(aead.KEY_SIZE)), urandom(aead.NONCE_SIZE)),
+    )
 
 
 @pytest.mark.parametrize(("key", "ct", "tag", "nonce", "pt"), NIST_KATS)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, TypeVar
 
-from asherah import _keys, _observe
+from asherah import _keys, _observe, _random_pool
 from asherah._errors import (
     AsherahError,
     DecryptionError,
@@ -318,11 +318,11 @@ class KeyManager:
                 self._mark_revoked(self.intermediate_keys, ik_id, record)
             system_key = self._latest_system(ids.system_key_id, now)
             created = self.policy.new_key_created(now, replacing)
-            material = _keys.new_key_material()
+            material, nonce = _random_pool.key_and_nonce()
             try:
                 parent = KeyMeta(ids.system_key_id, system_key.created)
                 try:
-                    wrapped = system_key.seal(material)
+                    wrapped = system_key.seal(material, nonce)
                 except AeadError:  # only a wiped key: closed under this call
                     raise AsherahError("session factory is closed") from None
                 new_record = EnvelopeKeyRecord(created, wrapped, parent)

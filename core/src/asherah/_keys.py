@@ -161,9 +161,10 @@ class CryptoKey:
             raise aead.AeadError("key has been wiped")
         return handle.use(AESGCM)
 
-    def seal(self, plaintext: aead.Buffer) -> bytes:
-        """Seal ``plaintext`` (a child key or data) under this key."""
-        return aead.seal_with(self.cipher, plaintext)
+    def seal(self, plaintext: aead.Buffer, nonce: bytes | None = None) -> bytes:
+        """Seal ``plaintext`` (a child key or data) under this key, with a fresh random
+        ``nonce`` (drawn here when not given)."""
+        return aead.seal_with(self.cipher, plaintext, nonce)
 
     def open_key(self, sealed: aead.Buffer) -> bytearray:
         """Open a wrapped 32-byte child key straight into a wipeable buffer."""

@@ -54,6 +54,13 @@ def draw() -> Draw:
             _refill()
 
 
+def key_and_nonce() -> tuple[bytearray, bytes]:
+    """A fresh 32-byte key (the caller wipes it) and a nonce to wrap it with: a new
+    intermediate key costs no system call of its own."""
+    key, nonce, _ = draw()
+    return key, nonce
+
+
 def _refill() -> None:
     block = bytearray(_BLOCK)  # this refill's own: a concurrent refill reads into another
     try:

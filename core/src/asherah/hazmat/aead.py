@@ -31,9 +31,13 @@ def cipher(key: Buffer) -> AESGCM:
     return AESGCM(key)
 
 
-def seal_with(aead: AESGCM, plaintext: Buffer) -> bytes:
-    """Seal ``plaintext`` with a prepared cipher, appending a fresh random nonce."""
-    nonce = os.urandom(NONCE_SIZE)
+def seal_with(aead: AESGCM, plaintext: Buffer, nonce: bytes | None = None) -> bytes:
+    """Seal ``plaintext`` with a prepared cipher, appending ``nonce`` (12 fresh random bytes
+    the caller drew; by default read here)."""
+    if nonce is None:
+        nonce = os.urandom(NONCE_SIZE)
+    elif len(nonce) != NONCE_SIZE:
+        raise AeadError(f"invalid nonce size {len(nonce)}, must be {NONCE_SIZE} bytes")
     return aead.encrypt(nonce, plaintext, None) + nonce
 
 
