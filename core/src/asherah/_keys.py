@@ -31,8 +31,7 @@ from asherah.hazmat.memory import (
 from asherah.hazmat.memory._aead import HAS_DECRYPT_INTO
 
 _WRAPPED_KEY_SIZE = aead.KEY_SIZE + aead.OVERHEAD
-#: Zeroes for wiping a key buffer with a slice copy (never written to).
-_ZERO_KEY = bytearray(aead.KEY_SIZE)
+_ZERO_KEY = aead.ZERO_KEY
 
 
 def _open_urandom() -> Callable[[], bytearray]:

@@ -24,6 +24,7 @@ import struct
 from collections.abc import Callable
 
 from asherah import _keys
+from asherah.hazmat import aead
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
@@ -31,10 +32,9 @@ NONCE_SIZE = 12
 SLOTS = 16
 _KEYS_END = KEY_SIZE * SLOTS
 _BLOCK = (KEY_SIZE + 2 * NONCE_SIZE) * SLOTS
-#: Zeroes copied over a used block or key. A ``bytearray`` source is copied directly; a
-#: ``bytes`` one is first converted into a temporary ``bytearray``. Never written to.
+#: Zeroes copied over a used block (a ``bytearray`` source is copied directly). Never written to.
 _ZERO_BLOCK = bytearray(_BLOCK)
-_ZERO_KEY = bytearray(KEY_SIZE)
+_ZERO_KEY = aead.ZERO_KEY
 _KEY_SLICES = [slice(KEY_SIZE * slot, KEY_SIZE * (slot + 1)) for slot in range(SLOTS)]
 _NONCES = struct.Struct(f"{NONCE_SIZE}s" * (2 * SLOTS))
 

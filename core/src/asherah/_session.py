@@ -45,9 +45,7 @@ if TYPE_CHECKING:
 A = TypeVar("A")
 R = TypeVar("R")
 _BINARY = (bytes, bytearray, memoryview)
-#: Zeroes for wiping key buffers. A ``bytearray`` source is copied directly; a ``bytes`` one is
-#: first converted into a temporary ``bytearray`` (twice the cost). Never written to.
-_ZERO_KEY = bytearray(aead.KEY_SIZE)
+_ZERO_KEY = aead.ZERO_KEY
 #: From this size on the sealed data is base64-encoded in two parts (one less large copy), and
 #: decrypt slices through a memoryview rather than copying.
 _SPLIT_FROM = 16 * 1024

@@ -15,6 +15,9 @@ KEY_SIZE = 32
 NONCE_SIZE = 12
 TAG_SIZE = 16
 OVERHEAD = NONCE_SIZE + TAG_SIZE
+#: Zeroes to wipe a key buffer with (``buffer[:] = ZERO_KEY``: a ``bytearray`` source is
+#: copied directly, a ``bytes`` one first converted). Shared and never written to.
+ZERO_KEY = bytearray(KEY_SIZE)
 MAX_PLAINTEXT = ((1 << 32) - 2) * 16
 
 Buffer = bytes | bytearray | memoryview

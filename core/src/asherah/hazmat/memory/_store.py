@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from asherah._errors import ConfigError
+from asherah.hazmat.aead import ZERO_KEY as _ZERO_KEY
 from asherah.hazmat.memory import _enclave, _libc
 from asherah.hazmat.memory._buffer import release_view
 from asherah.hazmat.memory._coffer import Coffer
@@ -51,10 +52,6 @@ def default_hot_cache_size(slab_slots: int) -> int:
 def default_mode() -> Mode:
     """``mlock`` where protected memory works (Linux x86-64/aarch64), else ``none``."""
     return "mlock" if _libc.unsupported_reason() is None else "none"
-
-
-#: Zeroes for wiping a key buffer (never written to).
-_ZERO_KEY = bytearray(KEY_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
