@@ -48,12 +48,10 @@ def keep_top_pad(size: int) -> bool:
     """Ask glibc to keep ``size`` free bytes at the top of its heaps (and serve buffers below
     32 MiB from them); True when applied."""
     global _applied
-    if 0 < size <= _applied:
-        # Already in effect (so this is glibc, and the operator had not tuned malloc): no
-        # environment, libc or lock round trip (five environment reads cost a factory ~5 us).
-        return True
     if size <= 0 or _operator_tuned():
         return False
+    if size <= _applied:  # already in effect (so this is glibc): no libc or lock round trip
+        return True
     if platform.libc_ver()[0] != "glibc":
         return False
     with _lock:
