@@ -27,6 +27,11 @@ def test_a_config_with_a_nested_section_is_validated_each_time() -> None:
     assert parse_config(nested) is not parse_config(nested)
 
 
+def test_equal_values_of_other_types_are_validated_apart() -> None:
+    assert items_key({"a": 1}) != items_key({"a": True})
+    assert items_key({"a": 1}) != items_key({"a": 1.0})
+
+
 def test_a_bad_config_fails_every_time() -> None:
     for _ in range(2):
         with pytest.raises(ConfigError):

@@ -18,9 +18,10 @@ MAX_ENTRIES = 32
 T = TypeVar("T")
 
 
-def items_key(mapping: Mapping[str, Any]) -> tuple[tuple[str, Any], ...] | None:
-    """The mapping's items as a key, or ``None`` when a value is not hashable."""
-    key = tuple(mapping.items())
+def items_key(mapping: Mapping[str, Any]) -> tuple[tuple[str, type, Any], ...] | None:
+    """The mapping's items as a key, or ``None`` when a value is not hashable. Each value's
+    type is part of it: ``True``, ``1`` and ``1.0`` are equal keys but may validate apart."""
+    key = tuple((name, type(value), value) for name, value in mapping.items())
     try:
         hash(key)
     except TypeError:
