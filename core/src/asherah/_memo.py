@@ -3,6 +3,7 @@ frozen model, so a re-created factory need not pay pydantic for it (~15 us per m
 
 Only mappings whose values are all hashable are remembered (nested sections are not), keyed
 by their items in order, and at most :data:`MAX_ENTRIES` of them: the oldest is dropped first.
+Reads take no lock (one ``dict.get``); writes do.
 Values, secrets included, stay referenced as long as an entry does, as they do in the caller's
 own config object; Python cannot wipe a ``str`` either way.
 """
@@ -10,7 +11,6 @@ own config object; Python cannot wipe a ``str`` either way.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
@@ -34,7 +34,7 @@ class Memo:
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._max = max_entries
-        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._entries: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Hashable | None, build: Callable[[], T]) -> T:
@@ -42,17 +42,14 @@ class Memo:
         ``None``)."""
         if key is None:
             return build()
-        try:
-            found: T = self._entries[key]
-        except KeyError:
-            pass
-        else:
+        found: T | None = self._entries.get(key)
+        if found is not None:
             return found
         value = build()
         with self._lock:
             self._entries[key] = value
             while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+                del self._entries[next(iter(self._entries))]  # the oldest
         return value
 
     def clear(self) -> None:
