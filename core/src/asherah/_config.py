@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from asherah._errors import ConfigError
+from asherah._memo import Memo, items_key
 
 DEFAULT_EXPIRE_AFTER_S = 90 * 24 * 3600
 DEFAULT_CHECK_INTERVAL_S = 3600
@@ -219,10 +220,18 @@ def parse_config(source: Config | Mapping[str, Any]) -> Config:
         return source
     if not isinstance(source, Mapping):
         raise TypeError(f"config must be a Config or a dict, not {type(source).__name__}")
+    # Config is frozen: the same flat dict (a re-created factory's) gives the same model.
+    return _parsed.get(items_key(source), lambda: _validate(source))
+
+
+def _validate(source: Mapping[str, Any]) -> Config:
     try:
         return Config.model_validate(dict(source))
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+
+
+_parsed = Memo()
 
 
 def describe_validation_error(exc: ValidationError) -> str:

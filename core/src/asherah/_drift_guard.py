@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from asherah._errors import ConfigDriftError, MetastoreError
@@ -93,40 +94,44 @@ def check(
     *,
     force_run: bool = False,
     force_update: bool = False,
-) -> None:
+    also_latest: Sequence[str] = (),
+) -> dict[str, EnvelopeKeyRecord]:
     """Verify (or first write) the guard row; raise :class:`ConfigDriftError` on a mismatch.
 
-    Backends without a reference identity (third-party drivers) are not guarded.
+    Backends without a reference identity (third-party drivers) are not guarded. When the
+    metastore answers several reads in one round trip, the latest rows of ``also_latest`` are
+    read with the guard row and returned (those found); otherwise nothing more is read.
     """
     force_run = _env_flag("ASHERAH_CONFIG_DRIFT_FORCE_RUN", force_run)
     force_update = _env_flag("ASHERAH_CONFIG_DRIFT_FORCE_UPDATE", force_update)
     ms_identity, kms_identity = metastore.drift_identity(), kms.drift_identity()
     if ms_identity is None or kms_identity is None:
-        return
+        return {}
     row_id = guard_id(service, product)
     current = snapshot(service, product, region_suffix, ms_identity, kms_identity)
     if force_update:
         metastore.upsert(row_id, GUARD_CREATED, _record(current))
         _log.warning("config drift guard replaced with the current configuration")
-        return
+        return {}
+    read_along: dict[str, EnvelopeKeyRecord] = {}
     try:
-        stored = _load_snapshot(metastore, row_id)
+        stored, read_along = _read_guard(metastore, row_id, also_latest)
     except (MetastoreError, ValueError) as exc:
         if force_run:
             _log.warning(
                 "config drift guard unreadable (%s); running because force-run is set", exc
             )
-            return
+            return {}
         raise ConfigDriftError(f"load config drift guard: {exc}") from exc
     if stored is None:
         if metastore.store(row_id, GUARD_CREATED, _record(current)):
-            return
+            return read_along
         stored = _load_snapshot(metastore, row_id)
     if stored is not None and _same(stored, current):
-        return
+        return read_along
     if force_run:
         _log.warning("config drift guard mismatch; running because force-run is set")
-        return
+        return read_along
     raise ConfigDriftError(MISMATCH_MESSAGE)
 
 
@@ -135,8 +140,29 @@ def _record(snap: dict[str, Any]) -> EnvelopeKeyRecord:
     return EnvelopeKeyRecord(GUARD_CREATED, encode_snapshot(snap))
 
 
+def _read_guard(
+    metastore: Metastore, row_id: str, also_latest: Sequence[str]
+) -> tuple[dict[str, Any] | None, dict[str, EnvelopeKeyRecord]]:
+    """The stored snapshot, and the latest rows of ``also_latest`` when they came in the same
+    round trip."""
+    if also_latest and metastore.batches_loads:
+        try:
+            records = metastore.load_many(
+                [(row_id, GUARD_CREATED), *((key_id, None) for key_id in also_latest)]
+            )
+        except MetastoreError:
+            pass  # the guard row alone below: its own error, if it has one, is the one raised
+        else:
+            found = {k: r for k, r in zip(also_latest, records[1:], strict=True) if r is not None}
+            return _parse_snapshot(records[0]), found
+    return _load_snapshot(metastore, row_id), {}
+
+
 def _load_snapshot(metastore: Metastore, row_id: str) -> dict[str, Any] | None:
-    record = metastore.load(row_id, GUARD_CREATED)
+    return _parse_snapshot(metastore.load(row_id, GUARD_CREATED))
+
+
+def _parse_snapshot(record: EnvelopeKeyRecord | None) -> dict[str, Any] | None:
     if record is None:
         return None
     if len(record.encrypted_key) > MAX_SNAPSHOT_BYTES:

@@ -18,6 +18,7 @@ from stevedore.extension import error_on_conflict
 from asherah._config import Config, describe_validation_error
 from asherah._driver_context import DriverContext
 from asherah._errors import AsherahError, ConfigError, DriverLoadError, DriverNotFoundError
+from asherah._memo import Memo, items_key
 from asherah.kms._base import KeyManagementService
 from asherah.metastore._base import Metastore
 
@@ -149,10 +150,22 @@ def validate_options(
     """Merge canonical flat keys with the driver's own section and validate them."""
     model: type[BaseModel] = cls.Options
     raw = {**cls.options_from_config(config), **{k: v for k, v in section.items() if k != "type"}}
+    # A frozen options model validated from the same values is the same model (validators
+    # must be pure: drivers read files and the environment in ``from_options``).
+    key = items_key(raw) if model.model_config.get("frozen") else None
+    return _validated.get(
+        None if key is None else (model, key), lambda: _validate(model, entry, raw)
+    )
+
+
+def _validate(model: type[BaseModel], entry: str, raw: dict[str, Any]) -> BaseModel:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{entry} driver options: {describe_validation_error(exc)}") from None
+
+
+_validated = Memo()
 
 
 class _EntryPointImportError(Exception):

@@ -7,7 +7,7 @@ way without each one having to report on itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from asherah._records import EnvelopeKeyRecord
@@ -54,6 +54,19 @@ class InstrumentedMetastore(Metastore):
     def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
         result: EnvelopeKeyRecord | None = self._timed(
             "load_latest", key_id, self.inner.load_latest, key_id
+        )
+        return result
+
+    @property
+    def batches_loads(self) -> bool:  # type: ignore[override]  # the inner driver's answer
+        return self.inner.batches_loads
+
+    def load_many(
+        self, requests: Sequence[tuple[str, int | None]]
+    ) -> list[EnvelopeKeyRecord | None]:
+        key_ids = ",".join(key_id for key_id, _ in requests)
+        result: list[EnvelopeKeyRecord | None] = self._timed(
+            "load_many", key_ids, self.inner.load_many, requests
         )
         return result
 

@@ -93,6 +93,10 @@ class KeyIdMaker:
         self._core_suffix = f"_{service}_{product}"
         self._region = f"_{region_suffix}" if region_suffix else ""
 
+    @property
+    def system_key_id(self) -> str:
+        return self._system_key_id
+
     def __call__(self, partition: str) -> KeyIds:
         if not partition.isascii():
             try:

@@ -134,6 +134,8 @@ class KeyManager:
         # Kept only under that setting: nothing else reads it.
         self._parents: dict[tuple[str, int], KeyMeta] = {}
         self._track_parents = policy.deny_revoked_on_decrypt
+        #: Latest system-key rows read ahead (with the drift-guard row), by id: (row, read at).
+        self._read_ahead: dict[str, tuple[EnvelopeKeyRecord, float]] = {}
         self.closed = False
         #: Computed once: a new session (one per partition the session cache misses) copies it.
         self.session_view = self._session_view()
@@ -184,8 +186,28 @@ class KeyManager:
             label=label,
         )
 
+    def read_ahead(self, rows: Mapping[str, EnvelopeKeyRecord], at: float) -> None:
+        """System-key rows read at ``at`` before anyone asked: the first load of the same row
+        within one check interval takes it instead of reading it again."""
+        for key_id, record in rows.items():
+            self._read_ahead[key_id] = (record, at)
+
+    def _take_read_ahead(
+        self, key_id: str, created: int | None
+    ) -> tuple[EnvelopeKeyRecord, float] | None:
+        """The row read ahead for ``key_id`` (at ``created``, if given) and when it was read:
+        once, and only within one check interval of the read."""
+        found = self._read_ahead.get(key_id)
+        if found is None or (created is not None and found[0].created != created):
+            return None
+        self._read_ahead.pop(key_id, None)
+        if self.clock() - found[1] >= self.policy.check_interval_s:
+            return None
+        return found
+
     def close(self) -> None:
         self.closed = True
+        self._read_ahead.clear()
         self.workers.close()
         self.system_keys.clear()
         self.intermediate_keys.clear()
@@ -350,7 +372,8 @@ class KeyManager:
         return self._load_latest(cache, sk_id, self._load_or_create_system, sk_id)
 
     def _load_or_create_system(self, sk_id: str, now: int) -> CryptoKey:
-        record = self.metastore.load_latest(sk_id)
+        ahead = self._take_read_ahead(sk_id, None)
+        record = ahead[0] if ahead else self.metastore.load_latest(sk_id)
         for _ in range(_CREATE_ATTEMPTS):
             if record is not None and self._usable(record, now):
                 cached = self.system_keys.exact(sk_id, record.created)
@@ -499,12 +522,25 @@ class KeyManager:
             key = cache.exact(meta.key_id, meta.created)
             if key is not None:
                 return key
+            ahead = self._take_read_ahead(meta.key_id, meta.created)
+            if ahead is not None:
+                return self._cache_read_ahead(meta.key_id, *ahead)
             record = self.metastore.load(meta.key_id, meta.created)
             if record is None:
                 raise error(f"system key not found: id={meta.key_id} created={meta.created}")
             key = cache.put(meta.key_id, self._unwrap_system(meta.key_id, record))
             cache.mark_checked(meta.key_id, meta.created, self.clock())
             return key
+
+    def _cache_read_ahead(self, sk_id: str, record: EnvelopeKeyRecord, read_at: float) -> CryptoKey:
+        """Cache the system key read ahead, as checked when it was read; and, as it was read
+        as the latest, as the latest too (the first new partition then reads no system key)."""
+        cache = self.system_keys
+        key = cache.put(sk_id, self._unwrap_system(sk_id, record))
+        cache.mark_checked(sk_id, record.created, read_at)
+        if sk_id not in cache.latest_entries and self._valid(key, int(read_at)):
+            cache.set_latest(sk_id, key, read_at)
+        return key
 
     def _unwrap_system(self, sk_id: str, record: EnvelopeKeyRecord) -> CryptoKey:
         material = self.kms.decrypt_key(record.encrypted_key)

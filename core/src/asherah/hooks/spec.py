@@ -48,8 +48,9 @@ def asherah_cache_event(cache: str, event: str, lookup: str, key_id: str) -> Non
 def asherah_metastore_call(
     operation: str, key_id: str, duration_ns: int, error_type: str | None
 ) -> None:
-    """A metastore call finished: ``load``, ``load_latest``, ``store`` or ``upsert``.
-    ``error_type`` is the exception class name when it failed."""
+    """A metastore call finished: ``load``, ``load_latest``, ``load_many`` (``key_id`` then
+    lists the ids read, comma-separated), ``store`` or ``upsert``. ``error_type`` is the
+    exception class name when it failed."""
 
 
 @_spec

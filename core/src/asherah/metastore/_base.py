@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict
@@ -36,6 +36,10 @@ class Metastore(ABC):
     #: The pydantic model the driver loader validates options against before construction.
     Options: ClassVar[type[BaseModel]] = NoOptions
 
+    #: :meth:`load_many` answers in one round trip (the driver overrides it): the factory then
+    #: reads the latest system key together with its drift-guard row at start.
+    batches_loads: ClassVar[bool] = False
+
     @classmethod
     def options_from_config(cls, config: Config) -> dict[str, Any]:
         """Driver options taken from the canonical flat keys (``ConnectionString``, ...)."""
@@ -57,6 +61,18 @@ class Metastore(ABC):
     @abstractmethod
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
         """Insert the row if absent; ``True`` when inserted, ``False`` when it already existed."""
+
+    def load_many(
+        self, requests: Sequence[tuple[str, int | None]]
+    ) -> list[EnvelopeKeyRecord | None]:
+        """Several reads at once, one result per request in order: ``(key_id, created)`` as
+        :meth:`load`, ``(key_id, None)`` as :meth:`load_latest`. The default makes them one by
+        one; a driver that can answer them in one round trip overrides this (and sets
+        :attr:`batches_loads`). Raises :class:`asherah.MetastoreError` if any read fails."""
+        return [
+            self.load_latest(key_id) if created is None else self.load(key_id, created)
+            for key_id, created in requests
+        ]
 
     def upsert(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> None:
         """Insert or overwrite a row. Used only for the config drift-guard row, never for keys."""

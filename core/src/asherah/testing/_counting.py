@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from asherah._records import EnvelopeKeyRecord
@@ -12,7 +13,8 @@ from asherah.metastore._base import Metastore
 
 
 class CountingMetastore(Metastore):
-    """Counts ``load``, ``load_latest``, ``store`` and ``upsert`` calls on ``inner``."""
+    """Counts ``load``, ``load_latest``, ``load_many``, ``store`` and ``upsert`` calls on
+    ``inner``."""
 
     def __init__(self, inner: Metastore) -> None:
         self.inner = inner
@@ -34,6 +36,16 @@ class CountingMetastore(Metastore):
     def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
         self._count("load_latest")
         return self.inner.load_latest(key_id)
+
+    @property
+    def batches_loads(self) -> bool:  # type: ignore[override]  # the inner driver's answer
+        return self.inner.batches_loads
+
+    def load_many(
+        self, requests: Sequence[tuple[str, int | None]]
+    ) -> list[EnvelopeKeyRecord | None]:
+        self._count("load_many")
+        return self.inner.load_many(requests)
 
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
         self._count("store")

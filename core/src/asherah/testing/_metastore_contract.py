@@ -68,6 +68,28 @@ class MetastoreContract:
         assert latest.created == 1_700_000_180
         assert metastore.load(key_id, 1_700_000_120) == _record(1_700_000_120, 1_700_000_120 % 250)
 
+    def test_load_many_answers_each_request_in_order(self, metastore: Metastore) -> None:
+        key_id, other = self.key_id(), self.key_id("SK")
+        for created in (1_700_000_060, 1_700_000_120):
+            assert metastore.store(key_id, created, _record(created, 5))
+        assert metastore.store(other, 1_700_000_000, _record(1_700_000_000, 6, parent=False))
+        requests: list[tuple[str, int | None]] = [
+            (key_id, 1_700_000_060),
+            (other, None),
+            (key_id, None),
+            (key_id, 1_700_000_001),
+            (other + "_x", None),
+        ]
+        assert metastore.load_many(requests) == [
+            _record(1_700_000_060, 5),
+            _record(1_700_000_000, 6, parent=False),
+            _record(1_700_000_120, 5),
+            None,
+            None,
+        ]
+        assert metastore.load_many([(key_id, None)]) == [_record(1_700_000_120, 5)]
+        assert metastore.load_many([]) == []
+
     def test_ids_do_not_leak_into_each_other(self, metastore: Metastore) -> None:
         key_id = self.key_id()
         assert metastore.store(key_id, 1_700_000_000, _record(1_700_000_000))
@@ -137,6 +159,8 @@ class MetastoreFailureContract:
             broken_metastore.load(key_id, 1_700_000_000)
         with pytest.raises(MetastoreError):
             broken_metastore.store(key_id, 1_700_000_000, _record(1_700_000_000))
+        with pytest.raises(MetastoreError):
+            broken_metastore.load_many([(key_id, 1_700_000_000), (key_id, None)])
 
 
 class _Unclosed(Metastore):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Self, TypeVar
 
@@ -40,6 +40,7 @@ class SqlMetastore(Metastore):
     """
 
     Options = SqlMetastoreOptions
+    batches_loads = True
 
     def __init__(self, options: SqlMetastoreOptions) -> None:
         target: ConnectionTarget = options.target()
@@ -104,6 +105,29 @@ class SqlMetastore(Metastore):
     def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
         value = self._fetch_one("load_latest", self._sql.load_latest, {"id": key_id}, key_id)
         return None if value is None else self._parse(value, key_id, None)
+
+    def load_many(
+        self, requests: Sequence[tuple[str, int | None]]
+    ) -> list[EnvelopeKeyRecord | None]:
+        """One statement of scalar subqueries (a cold start's drift-guard row and latest system
+        key: one round trip instead of two)."""
+        if len(requests) < 2:
+            return super().load_many(requests)
+        shape = tuple(created is not None for _, created in requests)
+        params: dict[str, Any] = {}
+        for i, (key_id, created) in enumerate(requests):
+            params[f"id{i}"] = key_id
+            if created is not None:
+                params[f"created{i}"] = self._sql.created(created)
+        try:
+            row = self._run_raw(self._sql.load_many(shape), params, _first_row)
+        except Exception as exc:
+            at = where(self.table_name, ",".join(key_id for key_id, _ in requests))
+            raise self._errors.error("load_many", at, exc) from exc
+        return [
+            None if value is None else self._parse(value, key_id, created)
+            for value, (key_id, created) in zip(row, requests, strict=True)
+        ]
 
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
         # A retry after a lost connection is safe: if the first INSERT did commit, the retry

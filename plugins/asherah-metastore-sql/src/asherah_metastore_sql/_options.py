@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -151,9 +152,15 @@ class SqlMetastoreOptions(BaseModel):
     def target(self) -> ConnectionTarget:
         """The parsed connection string (raises :class:`asherah.ConfigError`)."""
         if self.url is not None:
-            return parse_url(self.url.get_secret_value())
+            return _parse_url(self.url.get_secret_value())
         assert self.connection_string is not None  # noqa: S101 - checked by the validator
-        return parse_connection_string(self.connection_string.get_secret_value(), self.db_type)
+        return _parse_connection_string(self.connection_string.get_secret_value(), self.db_type)
+
+
+# Parsed once per process per string (validation and the metastore each ask, on every factory
+# start). The strings, passwords included, are kept as the shared engines' keys keep them.
+_parse_url = functools.lru_cache(maxsize=32)(parse_url)
+_parse_connection_string = functools.lru_cache(maxsize=32)(parse_connection_string)
 
 
 def options_from_config(config: Config) -> dict[str, Any]:

@@ -58,6 +58,27 @@ class Statements:
     created: Callable[[int], object]
     #: ``store`` reports a duplicate as an error (MySQL) rather than as 0 rows.
     duplicate_raises: bool
+    #: The ``key_record`` column as read, and ``created`` compared with a bind name.
+    column: str
+    at: Callable[[str], str]
+    table: str
+
+    def load_many(self, shape: tuple[bool, ...]) -> TextClause:
+        """One row of ``len(shape)`` scalar subqueries: ``load`` where ``shape`` says exact
+        (binds ``id<i>``, ``created<i>``), ``load_latest`` otherwise (binds ``id<i>``)."""
+        return _load_many(self, shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_many(sql: Statements, shape: tuple[bool, ...]) -> TextClause:
+    t, column = sql.table, sql.column
+    parts = [
+        f"(SELECT {column} FROM {t} WHERE id = :id{i} AND created = {sql.at(f'created{i}')})"  # noqa: S608 - t is a quoted identifier
+        if exact
+        else f"(SELECT {column} FROM {t} WHERE id = :id{i} ORDER BY created DESC LIMIT 1)"  # noqa: S608
+        for i, exact in enumerate(shape)
+    ]
+    return text("SELECT " + ", ".join(parts))
 
 
 @functools.lru_cache(maxsize=64)
@@ -72,8 +93,20 @@ def statements(backend: Backend, table: str) -> Statements:
     return _mysql(table)
 
 
+def _sqlite_at(name: str) -> str:
+    return f"datetime(:{name}, 'unixepoch')"
+
+
+def _postgres_at(name: str) -> str:
+    return f"to_timestamp(:{name})"
+
+
+def _mysql_at(name: str) -> str:
+    return f":{name}"
+
+
 def _sqlite(t: str) -> Statements:
-    at = "datetime(:created, 'unixepoch')"
+    at = _sqlite_at("created")
     insert = f"INSERT INTO {t} (id, created, key_record) VALUES (:id, {at}, :key_record)"  # noqa: S608 - t is a quoted identifier
     return Statements(
         load=text(f"SELECT key_record FROM {t} WHERE id = :id AND created = {at}"),  # noqa: S608
@@ -96,11 +129,14 @@ def _sqlite(t: str) -> Statements:
         ),
         created=int,
         duplicate_raises=False,
+        column="key_record",
+        at=_sqlite_at,
+        table=t,
     )
 
 
 def _postgres(t: str) -> Statements:
-    at = "to_timestamp(:created)"
+    at = _postgres_at("created")
     insert = f"INSERT INTO {t} (id, created, key_record) VALUES (:id, {at}, :key_record)"  # noqa: S608 - t is a quoted identifier
     return Statements(
         load=text(
@@ -127,6 +163,9 @@ def _postgres(t: str) -> Statements:
         # The reference binds an f64 to to_timestamp(); exact for every second up to 2^53.
         created=float,
         duplicate_raises=False,
+        column="CAST(key_record AS TEXT)",
+        at=_postgres_at,
+        table=t,
     )
 
 
@@ -160,4 +199,7 @@ def _mysql(t: str) -> Statements:
         ),
         created=mysql_created,
         duplicate_raises=True,
+        column="key_record",
+        at=_mysql_at,
+        table=t,
     )
