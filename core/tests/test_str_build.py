@@ -26,6 +26,7 @@ def test_joins_are_available_on_cpython() -> None:
         ('{"Key":"', base64.b64encode(os.urandom(3 * 1000)).decode(), 'AA=="}'),
         ("", "A" * 5000, ""),
         ("h", "", "t"),
+        ("", "", ""),
         ("é", "A" * 100, "t"),  # not ASCII: concatenated
         ("h", "A" * 100 + "€", "t"),
         ("h", type("Sub", (str,), {})("A" * 100), "t"),  # a subclass: another layout

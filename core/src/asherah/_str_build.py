@@ -66,6 +66,7 @@ def join_ascii(head: str, middle: str, tail: str) -> str:
     where possible (see the module docstring)."""
     if (
         _found is None
+        or not middle  # (an empty result would be the shared empty string: never write to it)
         or not (head.isascii() and middle.isascii() and tail.isascii())
         or sys.getsizeof(middle) != _HEADER + len(middle) + 1
     ):
