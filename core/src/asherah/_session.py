@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from orjson import JSONDecodeError
 
-from asherah import _observe, _random_pool
+from asherah import _observe, _random_pool, _scratch
 from asherah._data_row import (
     BAD_ENDINGS,
     DATA_MARK,
@@ -36,6 +36,7 @@ from asherah._key_ids import KeyIds
 from asherah._keys import CryptoKey
 from asherah._limits import MAX_PAYLOAD_BYTES, MAX_RECORD_CHARS
 from asherah._records import json_string
+from asherah._str_build import JOIN_FROM, join_ascii
 from asherah._str_view import VIEW_FROM, ascii_slice
 from asherah.hazmat import aead
 
@@ -255,16 +256,26 @@ class Session:
             )
         # Large payloads: never build ``ciphertext || tag || nonce``. Base64 of a multiple of
         # three bytes joins seamlessly with the base64 of what follows, so the ciphertext is
-        # encoded where cryptography left it and only its last 0-2 bytes go with the nonce.
-        # That saves a full copy of the payload made while holding the GIL.
-        body = data_cipher.encrypt(data_nonce, data, None)
-        cut = len(body) - len(body) % 3
-        with memoryview(body) as view:
-            head = _b64encode(view[:cut])
-        return (
-            f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}{middle}'
-            f'{head}{_b64encode(body[cut:] + data_nonce)}"}}'
-        )
+        # encoded where cryptography wrote it (a reused buffer, see ``_scratch``) and only its
+        # last 0-2 bytes go with the nonce. That saves a full copy of the payload made while
+        # holding the GIL.
+        sealed_size = size + 16
+        cut = sealed_size - sealed_size % 3
+        buffer = _scratch.take(sealed_size)
+        try:
+            with memoryview(buffer) as view, view[:sealed_size] as body:
+                data_cipher.encrypt_into(data_nonce, data, None, body)
+                encoded = _b64encode(body[:cut])
+                rest = bytes(body[cut:]) + data_nonce
+        finally:
+            _scratch.give(buffer)
+        head = f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}{middle}'
+        tail = f'{_b64encode(rest)}"}}'
+        if size >= JOIN_FROM:
+            # The final copy of the payload's base64 is made without the GIL, so a second
+            # thread can work meanwhile (see ``_str_build``).
+            return join_ascii(head, encoded, tail)
+        return f"{head}{encoded}{tail}"
 
     def _middle_text(self, key: CryptoKey) -> str:
         """Format (once per IK) the record text between the wrapped key and the data."""
