@@ -27,7 +27,7 @@ import orjson
 import pybase64
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from asherah._str_view import ascii_slice
+from asherah._ascii_str import ascii_slice
 
 if TYPE_CHECKING:
     from asherah._records import EnvelopeKeyRecord

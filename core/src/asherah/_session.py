@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from orjson import JSONDecodeError
 
 from asherah import _observe, _random_pool, _scratch
+from asherah._ascii_str import JOIN_FROM, VIEW_FROM, ascii_slice, join_ascii
 from asherah._data_row import (
     BAD_ENDINGS,
     DATA_MARK,
@@ -36,8 +37,6 @@ from asherah._key_ids import KeyIds
 from asherah._keys import CryptoKey
 from asherah._limits import MAX_PAYLOAD_BYTES, MAX_RECORD_CHARS
 from asherah._records import json_string
-from asherah._str_build import JOIN_FROM, join_ascii
-from asherah._str_view import VIEW_FROM, ascii_slice
 from asherah.hazmat import aead
 
 if TYPE_CHECKING:
@@ -273,7 +272,7 @@ class Session:
         tail = f'{_b64encode(rest)}"}}'
         if size >= JOIN_FROM:
             # The final copy of the payload's base64 is made without the GIL, so a second
-            # thread can work meanwhile (see ``_str_build``).
+            # thread can work meanwhile (see ``_ascii_str``).
             return join_ascii(head, encoded, tail)
         return f"{head}{encoded}{tail}"
 

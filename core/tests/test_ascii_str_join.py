@@ -9,15 +9,15 @@ import sys
 
 import pytest
 
-from asherah import SessionFactory, _str_build
-from asherah._str_build import JOIN_FROM, join_ascii
+from asherah import SessionFactory, _ascii_str
+from asherah._ascii_str import JOIN_FROM, join_ascii
 
 from .test_hot_paths import CONFIG
 
 
 def test_joins_are_available_on_cpython() -> None:
     assert sys.implementation.name == "cpython"
-    assert _str_build.available()
+    assert _ascii_str.available()
 
 
 @pytest.mark.parametrize(

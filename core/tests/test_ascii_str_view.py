@@ -8,15 +8,15 @@ import sys
 
 import pytest
 
-from asherah import DecryptionError, SessionFactory, _str_view
-from asherah._str_view import VIEW_FROM, ascii_slice
+from asherah import DecryptionError, SessionFactory, _ascii_str
+from asherah._ascii_str import VIEW_FROM, ascii_slice
 
 from .test_hot_paths import CONFIG, _inline_only
 
 
 def test_views_are_available_on_cpython() -> None:
     assert sys.implementation.name == "cpython"
-    assert _str_view.available()
+    assert _ascii_str.available()
 
 
 def test_a_long_ascii_slice_is_a_read_only_view_of_the_same_bytes() -> None:
