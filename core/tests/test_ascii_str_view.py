@@ -42,7 +42,7 @@ def test_anything_else_is_copied(text: str) -> None:
 
 
 def test_a_large_record_decrypts_inline_and_refuses_trailing_bits() -> None:
-    payload = os.urandom(64 * 1024)  # sealed length 65,564 = 3n + 2: the Data field ends in one "="
+    payload = os.urandom(VIEW_FROM + 2)  # sealed length 3n + 2: the Data ends in one "="
     with SessionFactory(CONFIG) as factory, factory.get_session("a") as session:
         record = session.encrypt_bytes(payload)
         assert _inline_only(session, record) == payload
@@ -57,7 +57,7 @@ def test_a_large_record_decrypts_inline_and_refuses_trailing_bits() -> None:
 
 
 def test_a_large_record_with_a_non_ascii_partition_decrypts() -> None:
-    payload = os.urandom(64 * 1024)
+    payload = os.urandom(VIEW_FROM)
     with SessionFactory(CONFIG) as factory, factory.get_session("ünïcode") as session:
         record = session.encrypt_bytes(payload)
         assert not record.isascii()
