@@ -71,6 +71,25 @@ def parse_data_row(record: str | bytes | bytearray) -> DataRow:
     return row
 
 
+def find_data_mark(record: str) -> int:
+    """Where :data:`DATA_MARK` starts in a record of the shape every Asherah writes,
+    ``{"Key":{...},"Data":"..."}`` within the size limit, else -1.
+
+    ``record[7]`` is then "{", so a successful parse of ``record[7:cut]`` is a dict, and since
+    base64 holds no quote or backslash the record is exactly ``{"Key":<it>,"Data":"<text>"}``
+    with ``text = record[cut + 9 : -2]``.
+    """
+    cut = record.find(DATA_MARK)
+    if (
+        cut < 8
+        or len(record) > MAX_RECORD_CHARS
+        or not record.startswith('{"Key":{')
+        or not record.endswith('"}')
+    ):
+        return -1
+    return cut
+
+
 def parse_fast(record: str) -> FastRow | None:
     """The record's parts if it has the exact shape every Asherah writes and passes every
     check, else ``None`` (then :func:`parse_data_row` decides, and names the problem).
@@ -81,17 +100,10 @@ def parse_fast(record: str) -> FastRow | None:
     60-byte sealed 32-byte key), which also rules out padding there; a key id longer than a
     quarter of its byte limit goes the slow way to be measured in UTF-8.
     """
-    cut = record.find(DATA_MARK)
-    if (
-        cut < 8
-        or len(record) > MAX_RECORD_CHARS
-        or not record.startswith('{"Key":{')
-        or not record.endswith('"}')
-    ):
+    cut = find_data_mark(record)
+    if cut < 0:
         return None
     try:
-        # ``record[7]`` is "{", so a successful parse is a dict, and since base64 holds no
-        # quote or backslash the record is exactly {"Key":<it>,"Data":"<text>"}.
         key = _loads(record[7:cut])
         parent = key["ParentKeyMeta"]
         key_id = parent["KeyId"]

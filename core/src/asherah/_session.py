@@ -25,17 +25,17 @@ from asherah import _observe, _random_pool, _scratch
 from asherah._ascii_str import JOIN_FROM, VIEW_FROM, ascii_slice, join_ascii
 from asherah._data_row import (
     BAD_ENDINGS,
-    DATA_MARK,
     I64_MAX,
     SMALL_BASE64,
     DataRow,
+    find_data_mark,
     parse_data_row,
 )
 from asherah._errors import AsherahError, DecryptionError, PayloadTooLargeError
 from asherah._key_cache import TOUCH_EVERY_S as _TOUCH_EVERY_S
 from asherah._key_ids import KeyIds
 from asherah._keys import CryptoKey
-from asherah._limits import MAX_PAYLOAD_BYTES, MAX_RECORD_CHARS
+from asherah._limits import MAX_PAYLOAD_BYTES
 from asherah._records import json_string
 from asherah.hazmat import aead
 
@@ -347,17 +347,9 @@ class Session:
                     key = row["Key"]
                     text = row["Data"]
                 else:
-                    cut = record.find(DATA_MARK)
-                    if (
-                        cut < 8
-                        or len(record) > MAX_RECORD_CHARS
-                        or not record.startswith('{"Key":{')
-                        or not record.endswith('"}')
-                    ):
+                    cut = find_data_mark(record)
+                    if cut < 0:
                         raise _Declined
-                    # ``record[7]`` is "{", so a successful parse is a dict, and since base64
-                    # holds no quote or backslash the record is exactly
-                    # {"Key":<it>,"Data":"<text>"}.
                     key = _loads(record[7:cut])
                     if len(record) - cut - 11 < VIEW_FROM:
                         text = record[cut + 9 : -2]
