@@ -176,30 +176,15 @@ class Session:
         if entry is not None and type(data) is bytes and self._fast and not _METRICS.on:
             key = entry.key
             now = self._clock()
-            if now < entry.serve_until and not key.revoked and (cipher := key.prepared) is not None:
+            if (
+                now < entry.serve_until
+                and len(data) <= MAX_PAYLOAD_BYTES
+                and not key.revoked
+                and (cipher := key.prepared) is not None
+            ):
                 if self._ik_cache.watching and not 0.0 <= now - key.touched < _TOUCH_EVERY_S:
                     self._ik_cache.touch(self._ik_id, key, now)
-                if len(data) >= _SPLIT_FROM:
-                    if len(data) > MAX_PAYLOAD_BYTES:
-                        return self._encrypt_general(data)  # which names the limit
-                    return self._seal(cipher, key, data, len(data), now)
-                # ``_seal`` for a small payload, inline (a call costs 2% of a 64-byte encrypt).
-                try:
-                    drk, key_nonce, data_nonce = _random_pool.take()
-                except IndexError:
-                    drk, key_nonce, data_nonce = _random_pool.draw()
-                try:
-                    data_cipher = AESGCM(drk)
-                    sealed_key = cipher.encrypt(key_nonce, drk, None) + key_nonce
-                finally:
-                    drk[:] = _ZERO_KEY
-                middle = key.record_middle
-                if middle is None:
-                    middle = self._middle_text(key)
-                return (
-                    f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}{middle}'
-                    f'{_b64encode(data_cipher.encrypt(data_nonce, data, None) + data_nonce)}"}}'
-                )
+                return self._seal(cipher, key, data, len(data), now)
         return self._encrypt_general(data)
 
     def _encrypt_general(self, data: bytes | bytearray | memoryview) -> str:
