@@ -57,6 +57,9 @@ def test_large_records_stop_faulting_pages_with_the_pad() -> None:
 
 
 def test_an_operator_setting_stands(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As in a process whose first factory finds the operator's setting (once applied, the pad
+    # stays in effect whatever the environment says later: glibc reads it only at start-up).
+    monkeypatch.setattr(_allocator, "_applied", 0)
     monkeypatch.setenv("MALLOC_TOP_PAD_", "0")
     assert _allocator.keep_top_pad(1 << 20) is False
     monkeypatch.delenv("MALLOC_TOP_PAD_")
@@ -71,3 +74,13 @@ def test_applied_once_and_only_raised() -> None:
     assert applied >= 16 * 1024 * 1024
     assert _allocator.keep_top_pad(1024) is True  # already covered: nothing lowered
     assert _allocator._applied == applied
+
+
+def test_once_applied_the_environment_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _allocator.keep_top_pad(16 * 1024 * 1024) is True
+
+    def read_environment() -> bool:
+        raise AssertionError("the environment was read again")
+
+    monkeypatch.setattr(_allocator, "_operator_tuned", read_environment)
+    assert _allocator.keep_top_pad(1 << 20) is True

@@ -212,16 +212,21 @@ def test_factories_share_one_plugin_manager_unless_they_bring_plugins(
 
     with SessionFactory(CONFIG) as first, SessionFactory(CONFIG) as second:
         assert first.hooks.pm is second.hooks.pm  # registration paid once per process
+        assert first.hooks is second.hooks  # and the facade's flags read off it once
         with SessionFactory(CONFIG, plugins=[Extra()]) as own:
             assert own.hooks.pm is not first.hooks.pm
+            assert own.hooks is not first.hooks
+            assert own.hooks._has_external(own.hooks.pm.hook.asherah_factory_started)
             assert first.hooks.pm.get_plugin("asherah-logging") is not None
         monkeypatch.setenv("ASHERAH_BLOCK_PLUGINS", "asherah-metrics-hook")
         with SessionFactory(CONFIG) as blocked:
             assert blocked.hooks.pm is not first.hooks.pm
+            assert blocked.hooks is not first.hooks
             assert blocked.hooks.pm.get_plugin("asherah-metrics-hook") is None
         monkeypatch.delenv("ASHERAH_BLOCK_PLUGINS")
         with SessionFactory(CONFIG) as again:
             assert again.hooks.pm is first.hooks.pm
+            assert again.hooks is first.hooks
 
 
 def test_compat_metrics_and_log_hooks_use_the_reference_shapes() -> None:

@@ -48,10 +48,13 @@ def keep_top_pad(size: int) -> bool:
     """Ask glibc to keep ``size`` free bytes at the top of its heaps (and serve buffers below
     32 MiB from them); True when applied."""
     global _applied
+    if 0 < size <= _applied:
+        # Already in effect (so this is glibc, and the operator had not tuned malloc when it
+        # was applied; glibc reads its environment only at start-up): no environment look-ups,
+        # no libc or lock round trip, on every factory start after the first.
+        return True
     if size <= 0 or _operator_tuned():
         return False
-    if size <= _applied:  # already in effect (so this is glibc): no libc or lock round trip
-        return True
     if platform.libc_ver()[0] != "glibc":
         return False
     with _lock:

@@ -33,7 +33,7 @@ from asherah._settings import load_config
 from asherah.cache._policies import EvictionPolicy, create_policy
 from asherah.hazmat.memory import DEFAULT_SLAB_SLOTS, KeyStore, default_mode
 from asherah.hazmat.memory._hardening import apply_hardening
-from asherah.hooks._manager import Hooks, create_plugin_manager
+from asherah.hooks._manager import hooks_for
 from asherah.kms._base import KeyManagementService
 from asherah.metastore._base import Metastore
 
@@ -68,7 +68,7 @@ class SessionFactory:
             config = config_from_env()
         self.config = parse_config(config)
         self._clock: Clock = clock or time.time
-        self.hooks = Hooks(create_plugin_manager(plugins))
+        self.hooks = hooks_for(plugins)
         self._owns_metastore = metastore is None
         self._owns_kms = kms is None
         self.metastore = metastore if metastore is not None else load_metastore(self.config)

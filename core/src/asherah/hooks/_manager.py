@@ -71,6 +71,20 @@ def _build(extra_plugins: list[object] | None) -> pluggy.PluginManager:
     return pm
 
 
+def hooks_for(extra_plugins: list[object] | None = None) -> Hooks:
+    """The :class:`Hooks` of a new factory: over the shared manager, one shared facade too (its
+    flags are read off the manager once; a factory start otherwise pays for them each time)."""
+    pm = create_plugin_manager(extra_plugins)
+    if extra_plugins:
+        return Hooks(pm)
+    return _shared_hooks(pm)
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_hooks(pm: pluggy.PluginManager) -> Hooks:
+    return Hooks(pm)
+
+
 @functools.lru_cache(maxsize=8)
 def _hook_entry_points(path: tuple[str, ...]) -> tuple[importlib.metadata.EntryPoint, ...]:
     """The ``asherah.hooks`` entry points, scanned once per ``sys.path`` (the scan reads every
