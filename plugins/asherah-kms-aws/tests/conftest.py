@@ -29,30 +29,14 @@ from awskms_testlib import (  # noqa: E402
 )
 
 from asherah_kms_aws import AwsKeyManagementService  # noqa: E402
+from testsupport.aws_env import isolate  # noqa: E402
 from testsupport.moto import MotoServer  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and no ambient AWS settings, so every test says what it uses."""
-    for name in (
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_KMS",
-        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
-        "AWS_SESSION_TOKEN",
-        "ASHERAH_CONFIG_DRIFT_FORCE_RUN",
-        "ASHERAH_CONFIG_DRIFT_FORCE_UPDATE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/asherah-test-aws-config")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/asherah-test-aws-credentials")
+    isolate(monkeypatch, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
 
 
 @pytest.fixture(scope="session")
