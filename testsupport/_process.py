@@ -4,12 +4,15 @@ own session with its output in a log file, waiting until it answers, and stoppin
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 STOP_TIMEOUT_S = 10.0
 
@@ -26,7 +29,28 @@ class ServerProcess:
 
     log_path: Path
     port: int
+    #: The launcher's own temporary directory (its log, data, certificates): removed by close.
+    scratch_dir: Path
     _proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the server and remove its scratch directory."""
+        self.stop()
+        shutil.rmtree(self.scratch_dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     @property
     def pid(self) -> int | None:

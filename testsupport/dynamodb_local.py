@@ -21,7 +21,6 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
 from testsupport._process import ServerProcess, free_port
 
@@ -78,8 +77,8 @@ class DynamoDBLocal(ServerProcess):
         self.port = port or free_port()
         self.shared_db = shared_db
         self.db_path = db_path
-        self._log_dir = Path(tempfile.mkdtemp(prefix="ddblocal-"))
-        self.log_path = self._log_dir / "ddblocal.log"
+        self.scratch_dir = Path(tempfile.mkdtemp(prefix="ddblocal-"))
+        self.log_path = self.scratch_dir / "ddblocal.log"
 
     @property
     def endpoint(self) -> str:
@@ -101,24 +100,9 @@ class DynamoDBLocal(ServerProcess):
             "-port",
             str(self.port),
         ]
-        self._launch(cmd, self._log_dir)
+        self._launch(cmd, self.scratch_dir)
         self._await_ready(self._answers, timeout, 0.1, DynamoDBLocalError, "DynamoDB Local")
         return self
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self._log_dir, ignore_errors=True)
-
-    def __enter__(self) -> DynamoDBLocal:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"DynamoDBLocal(endpoint={self.endpoint!r}, pid={self.pid})"

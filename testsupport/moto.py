@@ -22,13 +22,11 @@ service that is down.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from testsupport._process import ServerProcess, free_port
@@ -64,8 +62,8 @@ class MotoServer(ServerProcess):
         self.python = executable or sys.executable
         self.host = host
         self.port = port or free_port()
-        self._log_dir = Path(tempfile.mkdtemp(prefix="moto-"))
-        self.log_path = self._log_dir / "moto.log"
+        self.scratch_dir = Path(tempfile.mkdtemp(prefix="moto-"))
+        self.log_path = self.scratch_dir / "moto.log"
 
     @property
     def endpoint(self) -> str:
@@ -78,7 +76,7 @@ class MotoServer(ServerProcess):
             return self
         cmd = [self.python, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
         try:
-            self._launch(cmd, self._log_dir)
+            self._launch(cmd, self.scratch_dir)
         except OSError as exc:
             raise MotoServerError(f"cannot run {self.python}: {exc}") from exc
         self._await_ready(
@@ -106,10 +104,6 @@ class MotoServer(ServerProcess):
             if response.status != 200:
                 raise MotoServerError(f"moto reset answered HTTP {response.status}")
 
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self._log_dir, ignore_errors=True)
-
     def env(self) -> dict[str, str]:
         """Environment variables that point every AWS SDK (boto3 and the Rust SDK) here."""
         return {
@@ -131,17 +125,6 @@ class MotoServer(ServerProcess):
             aws_access_key_id=ACCESS_KEY_ID,
             aws_secret_access_key=SECRET_ACCESS_KEY,
         )
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"MotoServer(endpoint={self.endpoint!r}, pid={self.pid})"

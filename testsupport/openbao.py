@@ -29,7 +29,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from testsupport._process import ServerProcess
@@ -115,11 +114,11 @@ class OpenBao(ServerProcess):
         self.port = port or free_port_pair()
         self.root_token = root_token
         self.tls = tls
-        self._dir = Path(tempfile.mkdtemp(prefix="openbao-"))
-        self.home = self._dir / "home"
+        self.scratch_dir = Path(tempfile.mkdtemp(prefix="openbao-"))
+        self.home = self.scratch_dir / "home"
         self.home.mkdir()
-        self.log_path = self._dir / "bao.log"
-        self.tls_dir = self._dir / "tls"
+        self.log_path = self.scratch_dir / "bao.log"
+        self.tls_dir = self.scratch_dir / "tls"
 
     @property
     def addr(self) -> str:
@@ -149,24 +148,9 @@ class OpenBao(ServerProcess):
             self.tls_dir.mkdir(exist_ok=True)
             cmd += ["-dev-tls", f"-dev-tls-cert-dir={self.tls_dir}"]
         self.log_path.write_bytes(b"")  # a restart gets a fresh log (and a fresh unseal key)
-        self._launch(cmd, self._dir, env)
+        self._launch(cmd, self.scratch_dir, env)
         self._await_ready(self.healthy, timeout, 0.05, OpenBaoError, "OpenBao")
         return self
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> OpenBao:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"OpenBao(addr={self.addr!r}, pid={self.pid})"
