@@ -330,6 +330,42 @@ def test_malformed_records_are_format_errors(text: str) -> None:
         DataRowRecord.from_json(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"Key":null}', "DataRowRecord is missing field Data"),
+        ('{"Data":5}', "Data must be a base64 string"),
+        ('{"Key":{"Key":""},"Data":""}', "Key is missing field Created"),
+        ('{"Key":{"Created":1},"Data":""}', "Key is missing field Key"),
+        ('{"Key":{"Created":1.0,"Key":""},"Data":""}', "Key.Created must be a 64-bit integer"),
+        ('{"Key":{"Created":1,"Key":5},"Data":""}', "Key.Key must be a base64 string"),
+        ('{"Key":{"Created":1,"Key":"AQ="},"Data":""}', "Key.Key is not valid standard base64"),
+        ('{"Key":{"Created":1,"Key":"","Revoked":1},"Data":""}', "Key.Revoked must be a boolean"),
+        (
+            '{"Key":{"Created":1,"Key":"","ParentKeyMeta":[]},"Data":""}',
+            "Key.ParentKeyMeta must be a JSON object",
+        ),
+        (
+            '{"Key":{"Created":1,"Key":"","ParentKeyMeta":{"Created":1}},"Data":""}',
+            "Key.ParentKeyMeta.KeyId must be a string",
+        ),
+        (
+            '{"Key":{"Created":1,"Key":"","ParentKeyMeta":{"KeyId":"k"}},"Data":""}',
+            "Key.ParentKeyMeta is missing field Created",
+        ),
+        (
+            '{"Key":{"Created":1,"Key":"","ParentKeyMeta":{"KeyId":"k","Created":-9e99}},'
+            '"Data":""}',
+            "Key.ParentKeyMeta.Created must be a 64-bit integer",
+        ),
+    ],
+)
+def test_format_errors_name_the_field(text: str, message: str) -> None:
+    with pytest.raises(RecordFormatError) as caught:
+        DataRowRecord.from_json(text)
+    assert str(caught.value).startswith(message)
+
+
 def test_i64_bounds_are_accepted() -> None:
     for created in (-(2**63), 2**63 - 1, 0):
         assert EnvelopeKeyRecord.from_json(f'{{"Created":{created},"Key":""}}').created == created

@@ -17,6 +17,7 @@ from asherah import _b64
 
 _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
+_MISSING = object()
 
 
 class RecordFormatError(ValueError):
@@ -88,7 +89,7 @@ class DataRowRecord:
         obj = _load_object(text, "DataRowRecord")
         if "Data" not in obj:
             raise RecordFormatError("DataRowRecord is missing field Data")
-        data = _b64_field(obj["Data"], "Data")
+        data = _b64_field(obj["Data"], "", "Data")
         raw_key = obj.get("Key")
         key = None if raw_key is None else envelope_from_mapping(raw_key, "Key")
         return cls(key, data)
@@ -112,44 +113,48 @@ def _load_object(text: str | bytes | bytearray, what: str) -> dict[str, Any]:
 
 
 def envelope_from_mapping(obj: object, where: str) -> EnvelopeKeyRecord:
-    """Build an ``EnvelopeKeyRecord`` from decoded JSON, checking every field's type."""
+    """Build an ``EnvelopeKeyRecord`` from decoded JSON, checking every field's type.
+
+    Each cold start and new partition parses a few of these: the checks are inline and an
+    error's field path is only formatted when there is an error.
+    """
     if not isinstance(obj, dict):
         raise RecordFormatError(f"{where} must be a JSON object")
-    if "Created" not in obj:
+    created = obj.get("Created", _MISSING)
+    key = obj.get("Key", _MISSING)
+    if created is _MISSING:
         raise RecordFormatError(f"{where} is missing field Created")
-    if "Key" not in obj:
+    if key is _MISSING:
         raise RecordFormatError(f"{where} is missing field Key")
-    created = _int_field(obj["Created"], f"{where}.Created")
-    key = _b64_field(obj["Key"], f"{where}.Key")
+    if type(created) is not int or not _I64_MIN <= created <= _I64_MAX:
+        raise RecordFormatError(f"{where}.Created must be a 64-bit integer")
+    data = _b64_field(key, where, ".Key")
     revoked = obj.get("Revoked")
-    if revoked is not None and not isinstance(revoked, bool):
+    if revoked is not None and type(revoked) is not bool:
         raise RecordFormatError(f"{where}.Revoked must be a boolean")
     raw_parent = obj.get("ParentKeyMeta")
-    parent = None if raw_parent is None else _key_meta(raw_parent, f"{where}.ParentKeyMeta")
-    return EnvelopeKeyRecord(created, key, parent, revoked)
+    parent = None if raw_parent is None else _key_meta(raw_parent, where)
+    return EnvelopeKeyRecord(created, data, parent, revoked)
 
 
 def _key_meta(obj: object, where: str) -> KeyMeta:
     if not isinstance(obj, dict):
-        raise RecordFormatError(f"{where} must be a JSON object")
+        raise RecordFormatError(f"{where}.ParentKeyMeta must be a JSON object")
     key_id = obj.get("KeyId")
     if not isinstance(key_id, str):
-        raise RecordFormatError(f"{where}.KeyId must be a string")
-    if "Created" not in obj:
-        raise RecordFormatError(f"{where} is missing field Created")
-    return KeyMeta(key_id, _int_field(obj["Created"], f"{where}.Created"))
+        raise RecordFormatError(f"{where}.ParentKeyMeta.KeyId must be a string")
+    created = obj.get("Created", _MISSING)
+    if created is _MISSING:
+        raise RecordFormatError(f"{where}.ParentKeyMeta is missing field Created")
+    if type(created) is not int or not _I64_MIN <= created <= _I64_MAX:
+        raise RecordFormatError(f"{where}.ParentKeyMeta.Created must be a 64-bit integer")
+    return KeyMeta(key_id, created)
 
 
-def _int_field(value: object, where: str) -> int:
-    if type(value) is not int or not _I64_MIN <= value <= _I64_MAX:
-        raise RecordFormatError(f"{where} must be a 64-bit integer")
-    return value
-
-
-def _b64_field(value: object, where: str) -> bytes:
+def _b64_field(value: object, where: str, name: str) -> bytes:
     if not isinstance(value, str):
-        raise RecordFormatError(f"{where} must be a base64 string")
+        raise RecordFormatError(f"{where}{name} must be a base64 string")
     try:
         return _b64.decode(value)
     except ValueError as exc:
-        raise RecordFormatError(f"{where} is not valid standard base64: {exc}") from None
+        raise RecordFormatError(f"{where}{name} is not valid standard base64: {exc}") from None
