@@ -9,7 +9,7 @@ import pytest
 from sql_testlib import config, open_metastore, record, unique
 
 from asherah import MetastoreError, SessionFactory
-from asherah_metastore_sql import SqlMetastore, _metastore
+from asherah_metastore_sql import SqlMetastore, _raw
 
 
 def test_one_statement_answers_exact_and_latest_reads(
@@ -63,11 +63,11 @@ def test_a_single_request_is_a_plain_load(connection_string: str, statements: li
 def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The SQL of every per-key statement run during the test."""
     seen: list[str] = []
-    original = _metastore.run_raw
+    original = _raw.RawRunner.run
 
-    def spy(*args: Any) -> Any:
-        seen.append(args[3].sql)
-        return original(*args)
+    def spy(runner: _raw.RawRunner, statement: _raw.RawStatement, *args: Any) -> Any:
+        seen.append(statement.sql)
+        return original(runner, statement, *args)
 
-    monkeypatch.setattr(_metastore, "run_raw", spy)
+    monkeypatch.setattr(_raw.RawRunner, "run", spy)
     return seen

@@ -18,7 +18,7 @@ from asherah import MetastoreError
 from asherah_metastore_sql import (
     SqlMetastore,
     SqlMetastoreOptions,
-    _metastore,
+    _raw,
     _shared,
     dispose_engines,
 )
@@ -159,13 +159,13 @@ def test_create_schema_runs_once_per_shared_engine_and_table(
     first = open_metastore(url)  # SQLite creates its table at start-up
     statements: list[str] = []
     # The DDL runs on the driver's cursor, as the per-key statements do; Core is watched too.
-    real_run_raw = _metastore.run_raw
+    real_run = _raw.RawRunner.run
 
-    def recording(engine: sa.Engine, lock: Any, label: str, raw: Any, *args: Any) -> Any:
+    def recording(runner: _raw.RawRunner, raw: _raw.RawStatement, *args: Any) -> Any:
         statements.append(raw.sql)
-        return real_run_raw(engine, lock, label, raw, *args)
+        return real_run(runner, raw, *args)
 
-    monkeypatch.setattr(_metastore, "run_raw", recording)
+    monkeypatch.setattr(_raw.RawRunner, "run", recording)
     sa.event.listen(
         first.engine, "before_cursor_execute", lambda _c, _cur, s, *_: statements.append(s)
     )

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 
@@ -30,6 +30,10 @@ _TLS_ENFORCED = ("require", "verify-ca", "verify-full")
 _UTC_NAMES = frozenset(
     {"UTC", "ETC/UTC", "UCT", "ETC/UCT", "UNIVERSAL", "ETC/UNIVERSAL", "ZULU", "ETC/ZULU"}
 )
+
+
+#: Parsed once (create_engine would parse the string on every new engine).
+_SQLITE_URL = make_url(f"{DRIVERS['sqlite']}://")
 
 
 def is_memory_path(path: str) -> bool:
@@ -112,7 +116,7 @@ def _sqlite_engine(path: str, options: SqlMetastoreOptions) -> Engine:
     if is_memory_path(path):
         # One shared connection, or every pooled connection would see its own empty database.
         return create_engine(
-            f"{DRIVERS['sqlite']}://",
+            _SQLITE_URL,
             creator=connect,
             poolclass=StaticPool,
             isolation_level="AUTOCOMMIT",
@@ -120,7 +124,7 @@ def _sqlite_engine(path: str, options: SqlMetastoreOptions) -> Engine:
             hide_parameters=True,
         )
     return create_engine(
-        f"{DRIVERS['sqlite']}://",
+        _SQLITE_URL,
         creator=connect,
         isolation_level="AUTOCOMMIT",
         skip_autocommit_rollback=True,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import Connection, Engine, TextClause, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from asherah import EnvelopeKeyRecord, Metastore, MetastoreError
@@ -17,13 +18,66 @@ from asherah_metastore_sql._dsn import ConnectionTarget
 from asherah_metastore_sql._engine import build_engine, is_memory_path
 from asherah_metastore_sql._errors import LABELS, ErrorWrapper, where
 from asherah_metastore_sql._options import SqlMetastoreOptions, options_from_config
-from asherah_metastore_sql._raw import compile_raw, run_raw
-from asherah_metastore_sql._shared import EngineLease, lease_engine
+from asherah_metastore_sql._raw import RawRunner, RawStatement, compile_raw
+from asherah_metastore_sql._shared import EngineLease, engine_key, lease_engine
 from asherah_metastore_sql._statements import Statements, like_prefix, statements
 
 _log = logging.getLogger("asherah.metastore.sql")
 _MYSQL_DUPLICATE_ENTRY = 1062
 _T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What a metastore derives from its options alone, kept per options object: the driver
+    loader hands every factory of a config the same validated options, so a re-created
+    factory skips re-deriving it (~10 us)."""
+
+    options: SqlMetastoreOptions  # held, so the id it is filed under stays this object's
+    target: ConnectionTarget
+    memory: bool
+    errors: ErrorWrapper
+    key: Hashable | None
+    #: Known once the first engine's dialect has quoted the table and compiled the statements.
+    sql: Statements | None = None
+    prepared: _Prepared | None = None
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """The per-key statements compiled for one dialect and table."""
+
+    load: RawStatement
+    load_latest: RawStatement
+    store: RawStatement
+    #: ``load_many`` statements by shape.
+    many: dict[tuple[bool, ...], RawStatement] = field(default_factory=dict)
+
+
+_plans: dict[int, _Plan] = {}
+_MAX_PLANS = 64
+
+
+def _plan_for(options: SqlMetastoreOptions) -> _Plan:
+    plan = _plans.get(id(options))
+    if plan is not None and plan.options is options:
+        return plan
+    target: ConnectionTarget = options.target()
+    # One shared in-memory SQLite connection: serialise its users.
+    memory = target.backend == "sqlite" and is_memory_path(target.path or "")
+    # A private in-memory database must stay private to this metastore.
+    shared = options.shared_engine and not memory
+    plan = _Plan(
+        options,
+        target,
+        memory,
+        ErrorWrapper(LABELS[target.backend], target.password),
+        engine_key(target, options) if shared else None,
+    )
+    if len(_plans) >= _MAX_PLANS:
+        _plans.clear()
+    _plans[id(options)] = plan
+    return plan
 
 
 class SqlMetastore(Metastore):
@@ -43,25 +97,34 @@ class SqlMetastore(Metastore):
     batches_loads = True
 
     def __init__(self, options: SqlMetastoreOptions) -> None:
-        target: ConnectionTarget = options.target()
+        plan = _plan_for(options)
+        target = plan.target
         self.options = options
         self.backend = target.backend
+        self.table_name = options.table_name
         self._target = target
-        self._errors = ErrorWrapper(LABELS[target.backend], target.password)
-        # One shared in-memory SQLite connection: serialise its users.
-        memory = target.backend == "sqlite" and is_memory_path(target.path or "")
+        self._errors = plan.errors
         self._lease: EngineLease | None = None
-        if options.shared_engine and not memory:
-            # A private in-memory database must stay private to this metastore.
-            self._lease = lease_engine(target, options, build_engine)
+        if plan.key is not None:
+            self._lease = lease_engine(target, options, build_engine, plan.key)
             self._engine = self._lease.engine
         else:
             self._engine = build_engine(target, options)
-        preparer = self._engine.dialect.identifier_preparer
-        self.table_name = options.table_name
-        quoted = ".".join(preparer.quote(part) for part in options.table_name.split("."))
-        self._sql: Statements = statements(target.backend, quoted)
-        self._lock: AbstractContextManager[Any] = threading.Lock() if memory else nullcontext()
+        if plan.sql is None or plan.prepared is None:
+            preparer = self._engine.dialect.identifier_preparer
+            quoted = ".".join(preparer.quote(part) for part in options.table_name.split("."))
+            sql = statements(target.backend, quoted)
+            plan.prepared = _Prepared(
+                compile_raw(sql.load, self._engine),
+                compile_raw(sql.load_latest, self._engine),
+                compile_raw(sql.store, self._engine),
+            )
+            plan.sql = sql
+        self._sql: Statements = plan.sql
+        self._q: _Prepared = plan.prepared
+        # One shared in-memory SQLite connection: serialise its users.
+        self._lock: threading.Lock | None = threading.Lock() if plan.memory else None
+        self._runner = RawRunner(self._engine, self._lock, plan.errors.label)
 
     @classmethod
     def options_from_config(cls, config: Any) -> dict[str, Any]:
@@ -98,13 +161,32 @@ class SqlMetastore(Metastore):
         return f"SqlMetastore(backend={t.backend!r}, {location}, table={self.table_name!r})"
 
     def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
-        params = {"id": key_id, "created": self._sql.created(created)}
-        value = self._fetch_one("load", self._sql.load, params, key_id, created)
-        return None if value is None else self._parse(value, key_id, created)
+        statement = self._q.load
+        try:
+            params = {"id": key_id, "created": self._sql.created(created)}
+            row = self._runner.run(statement, statement.arguments(params), True)
+        except Exception as exc:
+            at = where(self.table_name, key_id, created)
+            raise self._errors.error("load", at, exc) from exc
+        if row is None:
+            return None
+        try:
+            return EnvelopeKeyRecord.from_json(row[0])
+        except (ValueError, TypeError) as exc:
+            raise self._corrupt(key_id, created, exc) from exc
 
     def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
-        value = self._fetch_one("load_latest", self._sql.load_latest, {"id": key_id}, key_id)
-        return None if value is None else self._parse(value, key_id, None)
+        statement = self._q.load_latest
+        try:
+            row = self._runner.run(statement, statement.arguments({"id": key_id}), True)
+        except Exception as exc:
+            raise self._errors.error("load_latest", where(self.table_name, key_id), exc) from exc
+        if row is None:
+            return None
+        try:
+            return EnvelopeKeyRecord.from_json(row[0])
+        except (ValueError, TypeError) as exc:
+            raise self._corrupt(key_id, None, exc) from exc
 
     def load_many(
         self, requests: Sequence[tuple[str, int | None]]
@@ -113,14 +195,18 @@ class SqlMetastore(Metastore):
         key: one round trip instead of two)."""
         if len(requests) < 2:
             return super().load_many(requests)
-        shape = tuple(created is not None for _, created in requests)
+        shape = tuple([created is not None for _, created in requests])
         params: dict[str, Any] = {}
         for i, (key_id, created) in enumerate(requests):
             params[f"id{i}"] = key_id
             if created is not None:
                 params[f"created{i}"] = self._sql.created(created)
         try:
-            row = self._run_raw(self._sql.load_many(shape), params, _first_row)
+            statement = self._q.many.get(shape)
+            if statement is None:
+                statement = compile_raw(self._sql.load_many(shape), self._engine)
+                self._q.many[shape] = statement
+            row = self._runner.run(statement, statement.arguments(params), True)
         except Exception as exc:
             at = where(self.table_name, ",".join(key_id for key_id, _ in requests))
             raise self._errors.error("load_many", at, exc) from exc
@@ -132,9 +218,10 @@ class SqlMetastore(Metastore):
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
         # A retry after a lost connection is safe: if the first INSERT did commit, the retry
         # finds the row and answers False, and the engine then loads that very row.
+        statement = self._q.store
         try:
             params = self._row_params(key_id, created, record)
-            return bool(self._run_raw(self._sql.store, params, _rowcount))
+            return bool(self._runner.run(statement, statement.arguments(params), False))
         except Exception as exc:
             if (
                 self._sql.duplicate_raises
@@ -181,7 +268,8 @@ class SqlMetastore(Metastore):
         # this is on a cold start's path (a new engine's Core set-up would double it).
         ddl = text(self._sql.create_table(self.options.key_record_type))
         try:
-            self._run_raw(ddl, {}, _nothing)
+            raw = compile_raw(ddl, self._engine)
+            self._runner.run(raw, raw.arguments({}), False)
         except Exception as exc:
             # Two processes creating the table at once: the loser's error is harmless.
             if not self._table_exists():
@@ -209,7 +297,7 @@ class SqlMetastore(Metastore):
         the first (restart, failover, idle timeout), so a stale pooled connection costs no
         failed call and the steady state no ping."""
         for attempt in (1, 2):
-            with self._lock:
+            with self._locked():
                 try:
                     # The engine's first Connection also runs the dialect's deferred server
                     # probe (``_dialects``), on what may be a pooled connection gone stale.
@@ -225,57 +313,23 @@ class SqlMetastore(Metastore):
                     )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _run_raw(
-        self, statement: TextClause, params: dict[str, Any], result: Callable[[Any], _T]
-    ) -> _T:
-        raw = compile_raw(statement, self._engine)
-        out: _T = run_raw(self._engine, self._lock, self._errors.label, raw, params, result)
-        return out
+    def _locked(self) -> AbstractContextManager[Any]:
+        return nullcontext() if self._lock is None else self._lock
 
     def _row_params(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> dict[str, Any]:
         return {"id": key_id, "created": self._sql.created(created), "key_record": record.to_json()}
-
-    def _fetch_one(
-        self,
-        operation: str,
-        statement: TextClause,
-        params: dict[str, Any],
-        key_id: str,
-        created: int | None = None,
-    ) -> str | bytes | None:
-        try:
-            row = self._run_raw(statement, params, _first_row)
-        except Exception as exc:
-            at = where(self.table_name, key_id, created)
-            raise self._errors.error(operation, at, exc) from exc
-        if row is None:
-            return None
-        value: str | bytes = row[0]
-        return value
 
     def _parse(self, value: Any, key_id: str, created: int | None) -> EnvelopeKeyRecord:
         try:
             return EnvelopeKeyRecord.from_json(value)
         except (ValueError, TypeError) as exc:
-            at = where(self.table_name, key_id, created)
-            raise MetastoreError(
-                f"{self._errors.label} row {at} holds an invalid key_record: {exc}"
-            ) from exc
+            raise self._corrupt(key_id, created, exc) from exc
+
+    def _corrupt(self, key_id: str, created: int | None, exc: Exception) -> MetastoreError:
+        at = where(self.table_name, key_id, created)
+        return MetastoreError(f"{self._errors.label} row {at} holds an invalid key_record: {exc}")
 
 
 def _mysql_errno(exc: BaseException) -> int | None:
     args = getattr(getattr(exc, "orig", exc), "args", ())
     return args[0] if args and isinstance(args[0], int) else None
-
-
-def _rowcount(cursor: Any) -> int:
-    count: int = cursor.rowcount
-    return count
-
-
-def _first_row(cursor: Any) -> Any:
-    return cursor.fetchone()
-
-
-def _nothing(cursor: Any) -> None:
-    return None

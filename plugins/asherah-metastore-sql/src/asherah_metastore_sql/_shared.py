@@ -123,32 +123,15 @@ def engine_key(target: ConnectionTarget, options: SqlMetastoreOptions) -> Hashab
     return (tuple(parts), settings)
 
 
-def _key_of(options: SqlMetastoreOptions, target: ConnectionTarget) -> Hashable:
-    """:func:`engine_key`, remembered per options (a function of them alone, as the target is
-    parsed from them): options are validated once per process per config, so a re-created
-    factory finds its key without reading twenty fields (~8 us)."""
-    key = _keys.get(options)
-    if key is None:
-        key = engine_key(target, options)
-        with _lock:
-            if len(_keys) >= _MAX_KEYS:
-                _keys.clear()
-            _keys[options] = key
-    return key
-
-
-_keys: dict[SqlMetastoreOptions, Hashable] = {}
-_MAX_KEYS = 64
-
-
 def lease_engine(
     target: ConnectionTarget,
     options: SqlMetastoreOptions,
     build: Callable[[ConnectionTarget, SqlMetastoreOptions], Engine],
+    key: Hashable,
 ) -> EngineLease:
-    """A lease on the process's engine for ``target`` (``options.target()``) and ``options``,
-    built on first use."""
-    key = _key_of(options, target)
+    """A lease on the process's engine for ``target`` (``options.target()``) and ``options``
+    (``key`` is their :func:`engine_key`, which the metastore keeps per options), built on
+    first use."""
     with _lock:
         shared = _engines.get(key)
         if shared is None:
