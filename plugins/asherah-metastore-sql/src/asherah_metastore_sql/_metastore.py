@@ -161,32 +161,29 @@ class SqlMetastore(Metastore):
         return f"SqlMetastore(backend={t.backend!r}, {location}, table={self.table_name!r})"
 
     def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
-        statement = self._q.load
-        try:
-            params = {"id": key_id, "created": self._sql.created(created)}
-            row = self._runner.run(statement, statement.arguments(params), True)
-        except Exception as exc:
-            at = where(self.table_name, key_id, created)
-            raise self._errors.error("load", at, exc) from exc
-        if row is None:
-            return None
-        try:
-            return EnvelopeKeyRecord.from_json(row[0])
-        except (ValueError, TypeError) as exc:
-            raise self._corrupt(key_id, created, exc) from exc
+        params = {"id": key_id, "created": self._sql.created(created)}
+        return self._load_one("load", self._q.load, params, key_id, created)
 
     def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
-        statement = self._q.load_latest
+        return self._load_one("load_latest", self._q.load_latest, {"id": key_id}, key_id, None)
+
+    def _load_one(
+        self,
+        operation: str,
+        statement: RawStatement,
+        params: dict[str, Any],
+        key_id: str,
+        created: int | None,
+    ) -> EnvelopeKeyRecord | None:
         try:
-            row = self._runner.run(statement, statement.arguments({"id": key_id}), True)
+            row = self._runner.run(statement, statement.arguments(params), True)
         except Exception as exc:
-            raise self._errors.error("load_latest", where(self.table_name, key_id), exc) from exc
+            raise self._errors.error(
+                operation, where(self.table_name, key_id, created), exc
+            ) from exc
         if row is None:
             return None
-        try:
-            return EnvelopeKeyRecord.from_json(row[0])
-        except (ValueError, TypeError) as exc:
-            raise self._corrupt(key_id, None, exc) from exc
+        return self._parse(row[0], key_id, created)
 
     def load_many(
         self, requests: Sequence[tuple[str, int | None]]
