@@ -18,6 +18,13 @@ KEY_HEX = "22" * 32
 START = 1_699_999_980
 
 
+@pytest.fixture
+def no_drift_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drift guard's force switches unset, whatever the developer's shell exports."""
+    monkeypatch.delenv("ASHERAH_CONFIG_DRIFT_FORCE_RUN", raising=False)
+    monkeypatch.delenv("ASHERAH_CONFIG_DRIFT_FORCE_UPDATE", raising=False)
+
+
 class FakeClock:
     """Seconds since the epoch that only move when a test says so."""
 

@@ -18,6 +18,8 @@ from asherah import (
 from asherah._drift_guard import GUARD_CREATED, MISMATCH_MESSAGE, guard_id
 from asherah.testing import CountingMetastore
 
+pytestmark = pytest.mark.usefixtures("no_drift_overrides")
+
 KEY_HEX = "22" * 32
 GUARD = guard_id("svc", "prod")
 
@@ -38,12 +40,6 @@ def stored_snapshot(memory: InMemoryMetastore) -> dict[str, Any]:
     assert record is not None
     snapshot: dict[str, Any] = json.loads(record.encrypted_key)
     return snapshot
-
-
-@pytest.fixture(autouse=True)
-def no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ASHERAH_CONFIG_DRIFT_FORCE_RUN", raising=False)
-    monkeypatch.delenv("ASHERAH_CONFIG_DRIFT_FORCE_UPDATE", raising=False)
 
 
 @pytest.fixture

@@ -21,6 +21,10 @@ from asherah._instrumented import InstrumentedMetastore
 from asherah.hooks._manager import Hooks, create_plugin_manager
 from asherah.testing import CountingMetastore
 
+from .conftest import FakeClock
+
+pytestmark = pytest.mark.usefixtures("no_drift_overrides")
+
 KEY_HEX = "22" * 32
 SK = "_SK_svc_prod"
 IK = "_IK_alice_svc_prod"
@@ -43,14 +47,6 @@ class BatchingMemory(InMemoryMetastore):
         return super().load_many(requests)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def config(**overrides: Any) -> dict[str, Any]:
     return {
         "ServiceName": "svc",
@@ -59,12 +55,6 @@ def config(**overrides: Any) -> dict[str, Any]:
         "StaticMasterKeyHex": KEY_HEX,
         **overrides,
     }
-
-
-@pytest.fixture(autouse=True)
-def no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ASHERAH_CONFIG_DRIFT_FORCE_RUN", raising=False)
-    monkeypatch.delenv("ASHERAH_CONFIG_DRIFT_FORCE_UPDATE", raising=False)
 
 
 @pytest.fixture
@@ -98,7 +88,7 @@ def test_a_new_partition_first_uses_the_read_ahead_system_key(memory: BatchingMe
 
 
 def test_a_stale_read_ahead_row_is_read_again(memory: BatchingMemory) -> None:
-    clock = Clock()
+    clock = FakeClock(1_700_000_000)
     counting = CountingMetastore(memory)
     with SessionFactory(config(), metastore=counting, clock=clock) as factory:
         clock.now += factory.policy.check_interval_s
