@@ -10,10 +10,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from asherah import EnvelopeKeyRecord, KeyMeta
-from asherah_metastore_sql import SqlMetastore, SqlMetastoreOptions
+from asherah_metastore_sql import SqlMetastore, SqlMetastoreOptions, _raw
 
 BACKENDS = ["sqlite", "postgres", "mysql"]
 ROOT = Path(__file__).resolve().parents[3]
@@ -37,6 +38,20 @@ def record(
 ) -> EnvelopeKeyRecord:
     meta = KeyMeta(parent, created) if parent is not None else None
     return EnvelopeKeyRecord(created, bytes([fill]) * 60, meta)
+
+
+def record_raw_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL of every statement the metastores run on the driver's cursor from now on (the
+    per-key statements and the start-up DDL), in order."""
+    seen: list[str] = []
+    original = _raw.RawRunner.run
+
+    def spy(runner: _raw.RawRunner, statement: _raw.RawStatement, *args: Any) -> Any:
+        seen.append(statement.sql)
+        return original(runner, statement, *args)
+
+    monkeypatch.setattr(_raw.RawRunner, "run", spy)
+    return seen
 
 
 def raw_engine(metastore: SqlMetastore) -> sa.Engine:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sql_testlib import config, open_metastore, record, unique
+from sql_testlib import config, open_metastore, record, record_raw_statements, unique
 
 from asherah import MetastoreError, SessionFactory
-from asherah_metastore_sql import SqlMetastore, _raw
+from asherah_metastore_sql import SqlMetastore
 
 
 def test_one_statement_answers_exact_and_latest_reads(
@@ -62,12 +62,4 @@ def test_a_single_request_is_a_plain_load(connection_string: str, statements: li
 @pytest.fixture
 def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The SQL of every per-key statement run during the test."""
-    seen: list[str] = []
-    original = _raw.RawRunner.run
-
-    def spy(runner: _raw.RawRunner, statement: _raw.RawStatement, *args: Any) -> Any:
-        seen.append(statement.sql)
-        return original(runner, statement, *args)
-
-    monkeypatch.setattr(_raw.RawRunner, "run", spy)
-    return seen
+    return record_raw_statements(monkeypatch)

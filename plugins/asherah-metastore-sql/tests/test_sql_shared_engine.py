@@ -8,17 +8,15 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sql_testlib import open_metastore, record, unique
+from sql_testlib import open_metastore, record, record_raw_statements, unique
 
 from asherah import MetastoreError
 from asherah_metastore_sql import (
     SqlMetastore,
     SqlMetastoreOptions,
-    _raw,
     _shared,
     dispose_engines,
 )
@@ -157,15 +155,8 @@ def test_create_schema_runs_once_per_shared_engine_and_table(
 ) -> None:
     url = f"sqlite://{tmp_path / 'keys.db'}"
     first = open_metastore(url)  # SQLite creates its table at start-up
-    statements: list[str] = []
     # The DDL runs on the driver's cursor, as the per-key statements do; Core is watched too.
-    real_run = _raw.RawRunner.run
-
-    def recording(runner: _raw.RawRunner, raw: _raw.RawStatement, *args: Any) -> Any:
-        statements.append(raw.sql)
-        return real_run(runner, raw, *args)
-
-    monkeypatch.setattr(_raw.RawRunner, "run", recording)
+    statements = record_raw_statements(monkeypatch)
     sa.event.listen(
         first.engine, "before_cursor_execute", lambda _c, _cur, s, *_: statements.append(s)
     )
