@@ -91,16 +91,13 @@ class SecretsManagerKmsOptions(AwsClientOptions):
 def aws_kms_options_from_config(config: Any) -> dict[str, Any]:
     """``RegionMap``, ``PreferredRegion``, ``KmsKeyId``, ``AwsProfileName``; the single-key
     region is ``DynamoDBSigningRegion`` or ``DynamoDBRegion``, as in the reference."""
-    out: dict[str, Any] = {}
-    for field, option in (
+    out = _set_in(
+        config,
         ("region_map", "region_map"),
         ("preferred_region", "preferred_region"),
         ("kms_key_id", "key_id"),
         ("aws_profile_name", "profile_name"),
-    ):
-        value = getattr(config, field, None)
-        if value is not None:
-            out[option] = value
+    )
     region = getattr(config, "dynamodb_signing_region", None) or getattr(
         config, "dynamodb_region", None
     )
@@ -111,11 +108,15 @@ def aws_kms_options_from_config(config: Any) -> dict[str, Any]:
 
 def secrets_manager_options_from_config(config: Any) -> dict[str, Any]:
     """``SecretsManagerSecretId`` and ``AwsProfileName`` (the region comes from the chain)."""
+    return _set_in(
+        config, ("secrets_manager_secret_id", "secret_id"), ("aws_profile_name", "profile_name")
+    )
+
+
+def _set_in(config: Any, *fields: tuple[str, str]) -> dict[str, Any]:
+    """``{option: value}`` for each ``(config field, option)`` whose field is set in ``config``."""
     out: dict[str, Any] = {}
-    for field, option in (
-        ("secrets_manager_secret_id", "secret_id"),
-        ("aws_profile_name", "profile_name"),
-    ):
+    for field, option in fields:
         value = getattr(config, field, None)
         if value is not None:
             out[option] = value
