@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_settings import (
@@ -77,6 +77,9 @@ class _FileSettings(BaseSettings):
     metastore: DriverSection | None = None
     policy: PolicySection | None = None
 
+    #: The config file, read as the lowest-precedence source (set on a subclass per file).
+    _config_file: ClassVar[Path | None] = None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -86,7 +89,9 @@ class _FileSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
+        if cls._config_file is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, _file_source(settings_cls, cls._config_file))
 
 
 def _settings_class(path: Path | None) -> type[_FileSettings]:
@@ -94,19 +99,8 @@ def _settings_class(path: Path | None) -> type[_FileSettings]:
     if path is None:
         return _FileSettings
 
-    file_path = path
-
     class _WithFile(_FileSettings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, _file_source(settings_cls, file_path))
+        _config_file: ClassVar[Path | None] = path
 
     return _WithFile
 

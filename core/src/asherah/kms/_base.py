@@ -4,38 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any
 
-from pydantic import BaseModel
-
-from asherah.metastore._base import NoOptions
-
-if TYPE_CHECKING:
-    from asherah._config import Config
-    from asherah._driver_context import DriverContext
+from asherah._driver_base import DriverBase
 
 Buffer = bytes | bytearray | memoryview
 
 
-class KeyManagementService(ABC):
+class KeyManagementService(DriverBase, ABC):
     """Wraps a 32-byte system key for storage and unwraps it again.
 
     ``decrypt_key`` returns a ``bytearray`` so the engine can wipe it once the key is held in
     its own key store; drivers should not keep other copies. Failures raise
     :class:`asherah.KmsError` naming the operation, never the key.
     """
-
-    Options: ClassVar[type[BaseModel]] = NoOptions
-
-    @classmethod
-    def options_from_config(cls, config: Config) -> dict[str, Any]:
-        """Driver options taken from the canonical flat keys (``StaticMasterKeyHex``, ...)."""
-        return {}
-
-    @classmethod
-    def from_options(cls, options: Any, context: DriverContext) -> Self:
-        """Build the driver from validated options. Drivers with options override this."""
-        return cls()
 
     @abstractmethod
     def encrypt_key(self, key: Buffer) -> bytes:
@@ -50,7 +32,7 @@ class KeyManagementService(ABC):
         ``None`` when this backend has no reference equivalent."""
         return None
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
+    def close(self) -> None:
         """Release clients. The default does nothing."""
 
     async def encrypt_key_async(self, key: Buffer) -> bytes:

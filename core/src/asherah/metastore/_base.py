@@ -5,24 +5,13 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
+from asherah._driver_base import DriverBase
 from asherah._records import EnvelopeKeyRecord
 
-if TYPE_CHECKING:
-    from asherah._config import Config
-    from asherah._driver_context import DriverContext
 
-
-class NoOptions(BaseModel):
-    """Options model for a driver that takes none."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Metastore(ABC):
+class Metastore(DriverBase, ABC):
     """Stores ``(key_id, created) -> EnvelopeKeyRecord`` rows, insert-if-absent.
 
     Implementations raise :class:`asherah.MetastoreError` for every backend failure and return
@@ -33,22 +22,9 @@ class Metastore(ABC):
     a native async client override them.
     """
 
-    #: The pydantic model the driver loader validates options against before construction.
-    Options: ClassVar[type[BaseModel]] = NoOptions
-
     #: :meth:`load_many` answers in one round trip (the driver overrides it): the factory then
     #: reads the latest system key together with its drift-guard row at start.
     batches_loads: ClassVar[bool] = False
-
-    @classmethod
-    def options_from_config(cls, config: Config) -> dict[str, Any]:
-        """Driver options taken from the canonical flat keys (``ConnectionString``, ...)."""
-        return {}
-
-    @classmethod
-    def from_options(cls, options: Any, context: DriverContext) -> Self:
-        """Build the driver from validated options. Drivers with options override this."""
-        return cls()
 
     @abstractmethod
     def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
@@ -97,7 +73,7 @@ class Metastore(ABC):
         """A region appended to key ids (DynamoDB global tables); ``None`` for no suffix."""
         return None
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
+    def close(self) -> None:
         """Release connections. The default does nothing."""
 
     async def load_async(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:

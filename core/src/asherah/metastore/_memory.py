@@ -7,8 +7,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from asherah._driver_base import NoOptions
 from asherah._records import EnvelopeKeyRecord
-from asherah.metastore._base import Metastore, NoOptions
+from asherah.metastore._base import Metastore
 
 _log = logging.getLogger("asherah.metastore.memory")
 

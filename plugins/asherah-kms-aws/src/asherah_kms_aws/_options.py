@@ -7,6 +7,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+def _blank_is_unset(value: Any) -> Any:
+    """A blank or empty text option counts as not set (an empty config value is "unset")."""
+    if isinstance(value, str):
+        value = value.strip()
+    return value or None
+
+
 class AwsClientOptions(BaseModel):
     """How the boto3 clients reach AWS; shared by both drivers.
 
@@ -30,12 +37,7 @@ class AwsClientOptions(BaseModel):
     retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     max_pool_connections: int = Field(default=10, ge=1)
 
-    @field_validator("endpoint", "profile_name", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip()
-        return value or None
+    _empty_is_unset = field_validator("endpoint", "profile_name", mode="before")(_blank_is_unset)
 
 
 class AwsKmsOptions(AwsClientOptions):
@@ -60,12 +62,9 @@ class AwsKmsOptions(AwsClientOptions):
     endpoints: dict[str, str] = Field(default_factory=dict)
     strict_regions: bool = False
 
-    @field_validator("preferred_region", "key_id", "region", mode="before")
-    @classmethod
-    def _empty_text_is_unset(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip()
-        return value or None
+    _empty_text_is_unset = field_validator("preferred_region", "key_id", "region", mode="before")(
+        _blank_is_unset
+    )
 
 
 class SecretsManagerKmsOptions(AwsClientOptions):
@@ -84,27 +83,21 @@ class SecretsManagerKmsOptions(AwsClientOptions):
     version_stage: str | None = None
     refresh_interval: float | None = Field(default=None, gt=0)
 
-    @field_validator("secret_id", "region", "version_stage", mode="before")
-    @classmethod
-    def _empty_text_is_unset(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip()
-        return value or None
+    _empty_text_is_unset = field_validator("secret_id", "region", "version_stage", mode="before")(
+        _blank_is_unset
+    )
 
 
 def aws_kms_options_from_config(config: Any) -> dict[str, Any]:
     """``RegionMap``, ``PreferredRegion``, ``KmsKeyId``, ``AwsProfileName``; the single-key
     region is ``DynamoDBSigningRegion`` or ``DynamoDBRegion``, as in the reference."""
-    out: dict[str, Any] = {}
-    for field, option in (
+    out = _set_in(
+        config,
         ("region_map", "region_map"),
         ("preferred_region", "preferred_region"),
         ("kms_key_id", "key_id"),
         ("aws_profile_name", "profile_name"),
-    ):
-        value = getattr(config, field, None)
-        if value is not None:
-            out[option] = value
+    )
     region = getattr(config, "dynamodb_signing_region", None) or getattr(
         config, "dynamodb_region", None
     )
@@ -115,11 +108,15 @@ def aws_kms_options_from_config(config: Any) -> dict[str, Any]:
 
 def secrets_manager_options_from_config(config: Any) -> dict[str, Any]:
     """``SecretsManagerSecretId`` and ``AwsProfileName`` (the region comes from the chain)."""
+    return _set_in(
+        config, ("secrets_manager_secret_id", "secret_id"), ("aws_profile_name", "profile_name")
+    )
+
+
+def _set_in(config: Any, *fields: tuple[str, str]) -> dict[str, Any]:
+    """``{option: value}`` for each ``(config field, option)`` whose field is set in ``config``."""
     out: dict[str, Any] = {}
-    for field, option in (
-        ("secrets_manager_secret_id", "secret_id"),
-        ("aws_profile_name", "profile_name"),
-    ):
+    for field, option in fields:
         value = getattr(config, field, None)
         if value is not None:
             out[option] = value

@@ -182,27 +182,20 @@ class ProtectedBuffer:
     def locked_bytes(self) -> int:
         return self._inner_len if self.locked else 0
 
-    @contextmanager
-    def read(self) -> Iterator[memoryview]:
+    def read(self) -> contextlib.AbstractContextManager[memoryview]:
         """A read-only view of the data, valid only inside the ``with`` block."""
-        with self.lock:
-            self.enter(write=False)
-        view = self._ro_view[:]
-        try:
-            yield view
-        finally:
-            try:
-                release_view(view)
-            finally:
-                with self.lock:
-                    self.leave(write=False)
+        return self._window(write=False)
+
+    def write(self) -> contextlib.AbstractContextManager[memoryview]:
+        """A writable view of the data, valid only inside the ``with`` block."""
+        return self._window(write=True)
 
     @contextmanager
-    def write(self) -> Iterator[memoryview]:
-        """A writable view of the data, valid only inside the ``with`` block."""
+    def _window(self, *, write: bool) -> Iterator[memoryview]:
+        """One access window around a fresh view, released before the window closes."""
         with self.lock:
-            self.enter(write=True)
-        view = self._rw_view[:]
+            self.enter(write=write)
+        view = (self._rw_view if write else self._ro_view)[:]
         try:
             yield view
         finally:
@@ -210,7 +203,7 @@ class ProtectedBuffer:
                 release_view(view)
             finally:
                 with self.lock:
-                    self.leave(write=True)
+                    self.leave(write=write)
 
     # The methods below are the window itself; the caller holds ``self.lock``. The key store
     # calls them directly so a cached-key use costs one lock round trip, not two, and the read
