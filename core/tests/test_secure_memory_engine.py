@@ -20,19 +20,13 @@ import asherah
 from asherah import SessionFactory
 from testsupport.hardening_probe import HARDENING_RESULT
 
+from .conftest import static_config
+
 KEY_HEX = "3f" * 32
 
 
 def config(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "ServiceName": "svc",
-        "ProductID": "prod",
-        "Metastore": "memory",
-        "KMS": "static",
-        "StaticMasterKeyHex": KEY_HEX,
-    }
-    base.update(overrides)
-    return base
+    return static_config(StaticMasterKeyHex=KEY_HEX, **overrides)
 
 
 def run_child(script: str, *args: str) -> dict[str, Any]:
