@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
+from testsupport import aws_env
 
 #: Two regions, one independent key each (moto's multi-region replicas do not decrypt across
 #: regions, and neither does the canonical envelope need them).
@@ -37,13 +37,7 @@ class Key:
 def raw_client(endpoint: str, service: str, region: str) -> Any:
     """A plain boto3 client with explicit credentials, for setting up and checking behind the
     driver's back."""
-    return boto3.client(
-        service,
-        region_name=region,
-        endpoint_url=endpoint,
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    )
+    return aws_env.local_client(service, region, endpoint, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
 
 
 def create_key(endpoint: str, region: str, alias: str | None = None) -> Key:
