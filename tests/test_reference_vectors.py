@@ -60,18 +60,23 @@ def load_rows(vectors: dict[str, Any], metastore: InMemoryMetastore) -> None:
         assert metastore.store(row["id"], record.created, record)
 
 
-@pytest.fixture(scope="module")
-def loaded(vectors: dict[str, Any]) -> Any:
-    metastore = SqliteIdentityMetastore(VECTOR_DB_PATH)
-    load_rows(vectors, metastore)
-    counting = CountingMetastore(metastore)
-    config = {
+def vector_config(vectors: dict[str, Any]) -> dict[str, Any]:
+    """The config the reference wrote the vectors with (the metastore is passed separately)."""
+    return {
         "ServiceName": vectors["service_name"],
         "ProductID": vectors["product_id"],
         "Metastore": "memory",
         "KMS": "static",
         "StaticMasterKeyHex": vectors["static_master_key_hex"],
     }
+
+
+@pytest.fixture(scope="module")
+def loaded(vectors: dict[str, Any]) -> Any:
+    metastore = SqliteIdentityMetastore(VECTOR_DB_PATH)
+    load_rows(vectors, metastore)
+    counting = CountingMetastore(metastore)
+    config = vector_config(vectors)
     factory = SessionFactory(config, metastore=counting)
     yield factory, counting
     factory.close()
@@ -137,13 +142,7 @@ def test_reference_guard_row_refuses_a_different_metastore(vectors: dict[str, An
     metastore = InMemoryMetastore()  # identifies as {"kind": "memory"}
     load_rows(vectors, metastore)
     before = metastore.rows()
-    config = {
-        "ServiceName": vectors["service_name"],
-        "ProductID": vectors["product_id"],
-        "Metastore": "memory",
-        "KMS": "static",
-        "StaticMasterKeyHex": vectors["static_master_key_hex"],
-    }
+    config = vector_config(vectors)
     with pytest.raises(ConfigDriftError, match="config drift guard mismatch"):
         SessionFactory(config, metastore=metastore)
     assert metastore.rows() == before

@@ -6,6 +6,8 @@ boto3 reads profiles, regions, endpoints and instance metadata from the environm
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 #: Cleared for every test: the ambient settings boto3 (and the drift guard) would pick up.
@@ -33,3 +35,19 @@ def isolate(monkeypatch: pytest.MonkeyPatch, access_key_id: str, secret_access_k
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/asherah-test-aws-config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/asherah-test-aws-credentials")
+
+
+def local_client(
+    service: str, region: str, endpoint: str, access_key_id: str, secret_access_key: str
+) -> Any:
+    """A boto3 client for ``service`` on a local ``endpoint`` with explicit credentials, so it
+    works whatever the environment says (for setting up and checking behind a driver's back)."""
+    import boto3  # imported here: only the callers that want a client need boto3
+
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+    )

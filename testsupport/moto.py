@@ -29,6 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from testsupport import aws_env
 from testsupport._process import ServerProcess, free_port
 
 READY_TIMEOUT_S = 30.0
@@ -116,14 +117,8 @@ class MotoServer(ServerProcess):
     def client(self, service: str, region: str) -> Any:
         """A boto3 client for ``service`` in ``region`` on this server, with explicit fake
         credentials (so it works whatever the environment says)."""
-        import boto3  # imported here: only the callers that want a client need boto3
-
-        return boto3.client(
-            service,
-            region_name=region,
-            endpoint_url=self.endpoint,
-            aws_access_key_id=ACCESS_KEY_ID,
-            aws_secret_access_key=SECRET_ACCESS_KEY,
+        return aws_env.local_client(
+            service, region, self.endpoint, ACCESS_KEY_ID, SECRET_ACCESS_KEY
         )
 
     def __repr__(self) -> str:

@@ -40,19 +40,23 @@ class FakeClock:
             self.now += seconds
 
 
-def _base_config(**overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
+def static_config(**overrides: Any) -> dict[str, Any]:
+    """The smallest working config (memory metastore, static KMS with ``KEY_HEX``) plus
+    ``overrides``; one definition, so the engine tests all start from the same one."""
+    return {
         "ServiceName": "svc",
         "ProductID": "prod",
         "Metastore": "memory",
         "KMS": "static",
         "StaticMasterKeyHex": KEY_HEX,
-        # Exact check intervals: these tests step a fake clock to the second. The jitter
-        # itself is tested in test_key_caches.py.
-        "cache_ttl_jitter": 0.0,
+        **overrides,
     }
-    config.update(overrides)
-    return config
+
+
+def _base_config(**overrides: Any) -> dict[str, Any]:
+    # Exact check intervals: these tests step a fake clock to the second. The jitter itself is
+    # tested in test_key_caches.py.
+    return static_config(**{"cache_ttl_jitter": 0.0, **overrides})
 
 
 def _revoke(metastore: InMemoryMetastore, key_id: str, created: int | None = None) -> int:

@@ -19,19 +19,10 @@ from asherah._key_ids import key_ids
 from asherah.kms import StaticKeyManagementService
 from asherah.testing import CountingKms, CountingMetastore
 
-KEY_HEX = "22" * 32
+from .conftest import KEY_HEX
+from .conftest import static_config as config
+
 PLAINTEXT = b"abc"  # 31 sealed bytes: Data ends in "==", so trailing bits can be tested
-
-
-def config(**overrides: Any) -> dict[str, Any]:
-    return {
-        "ServiceName": "svc",
-        "ProductID": "prod",
-        "Metastore": "memory",
-        "KMS": "static",
-        "StaticMasterKeyHex": KEY_HEX,
-        **overrides,
-    }
 
 
 class World:

@@ -18,21 +18,12 @@ from asherah import (
 from asherah._drift_guard import GUARD_CREATED, MISMATCH_MESSAGE, guard_id
 from asherah.testing import CountingMetastore
 
+from .conftest import KEY_HEX
+from .conftest import static_config as config
+
 pytestmark = pytest.mark.usefixtures("no_drift_overrides")
 
-KEY_HEX = "22" * 32
 GUARD = guard_id("svc", "prod")
-
-
-def config(**overrides: Any) -> dict[str, Any]:
-    return {
-        "ServiceName": "svc",
-        "ProductID": "prod",
-        "Metastore": "memory",
-        "KMS": "static",
-        "StaticMasterKeyHex": KEY_HEX,
-        **overrides,
-    }
 
 
 def stored_snapshot(memory: InMemoryMetastore) -> dict[str, Any]:

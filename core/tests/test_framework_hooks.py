@@ -15,14 +15,9 @@ from asherah._observe import DISPATCH
 from asherah.hooks import hookimpl
 from testsupport.fake_dists import on_sys_path, write_distribution
 
-KEY = "22" * 32
-CONFIG = {
-    "ServiceName": "svc",
-    "ProductID": "prod",
-    "Metastore": "memory",
-    "KMS": "static",
-    "StaticMasterKeyHex": KEY,
-}
+from .conftest import KEY_HEX, static_config
+
+CONFIG = static_config()
 
 
 class Recorder:
@@ -117,7 +112,7 @@ def test_payloads_carry_metadata_only() -> None:
         for value in kwargs.values():
             assert value is None or type(value) in (str, int)
             assert "plaintext-marker" not in str(value)
-            assert KEY not in str(value)
+            assert KEY_HEX not in str(value)
 
 
 def test_failing_hook_is_logged_and_never_breaks_encrypt(

@@ -22,15 +22,10 @@ from asherah._errors import AsherahError
 from asherah._observe import DISPATCH
 from asherah._session import PARSE_WHOLE_UP_TO
 
+from .conftest import static_config
 from .test_bad_input import mutated_records
 
-CONFIG = {
-    "ServiceName": "svc",
-    "ProductID": "prod",
-    "Metastore": "memory",
-    "KMS": "static",
-    "StaticMasterKeyHex": "22" * 32,
-}
+CONFIG = static_config()
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from testsupport.child import run_python
 
 CHILD = """
 import asherah
@@ -23,9 +22,7 @@ print("done")
 
 
 def test_keys_outliving_the_store_and_open_factories_at_exit_are_silent() -> None:
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60, check=False
-    )
+    child = run_python(CHILD)
     assert child.returncode == 0, child.stderr
     assert child.stdout.strip() == "done"
     assert "Exception ignored" not in child.stderr

@@ -17,14 +17,9 @@ import pytest
 import asherah
 from asherah import AsherahError, ConfigError, SessionFactory, _module_api, _observe
 
-KEY_HEX = "22" * 32
-CONFIG = {
-    "ServiceName": "svc",
-    "ProductID": "prod",
-    "Metastore": "memory",
-    "KMS": "static",
-    "StaticMasterKeyHex": KEY_HEX,
-}
+from .conftest import KEY_HEX, static_config
+
+CONFIG = static_config()
 
 
 @pytest.fixture(autouse=True)

@@ -15,16 +15,10 @@ from asherah.hazmat.aead import AeadError
 from asherah.hazmat.memory import KeyStore
 from asherah.hooks import hookimpl
 
-from .conftest import KEY_HEX, FakeClock
+from .conftest import FakeClock, static_config
 
 MATERIAL = bytes(range(32))
-CONFIG = {
-    "ServiceName": "svc",
-    "ProductID": "prod",
-    "Metastore": "memory",
-    "KMS": "static",
-    "StaticMasterKeyHex": KEY_HEX,
-}
+CONFIG = static_config()
 
 
 @pytest.mark.parametrize("mode", ["mlock", "encrypted", "none"])

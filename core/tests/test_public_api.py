@@ -28,19 +28,11 @@ from asherah import (
 )
 from asherah._limits import MAX_ENVELOPE_BYTES, MAX_PAYLOAD_BYTES, MAX_RECORD_CHARS
 
-KEY_HEX = "22" * 32
+from .conftest import KEY_HEX, static_config
 
 
 def pascal() -> dict[str, Any]:
-    return {
-        "ServiceName": "svc",
-        "ProductID": "prod",
-        "Metastore": "memory",
-        "KMS": "static",
-        "StaticMasterKeyHex": KEY_HEX,
-        "ExpireAfter": 7200,
-        "CheckInterval": 300,
-    }
+    return static_config(ExpireAfter=7200, CheckInterval=300)
 
 
 def snake() -> dict[str, Any]:

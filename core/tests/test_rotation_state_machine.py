@@ -11,34 +11,19 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from asherah import InMemoryMetastore, SessionFactory
 
-START = 1_699_999_980
+from .conftest import FakeClock, static_config
+
 EXPIRE = 600
 CHECK = 60
 PARTITIONS = ["a", "b", "a_b"]
 SK = "_SK_svc_prod"
-CONFIG = {
-    "ServiceName": "svc",
-    "ProductID": "prod",
-    "Metastore": "memory",
-    "KMS": "static",
-    "StaticMasterKeyHex": "22" * 32,
-    "ExpireAfter": EXPIRE,
-    "CheckInterval": CHECK,
-}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = float(START)
-
-    def __call__(self) -> float:
-        return self.now
+CONFIG = static_config(ExpireAfter=EXPIRE, CheckInterval=CHECK)
 
 
 class RotationMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.clock = Clock()
+        self.clock = FakeClock()
         self.memory = InMemoryMetastore()
         self.factory = SessionFactory(CONFIG, metastore=self.memory, clock=self.clock)
         self.records: list[tuple[str, str, bytes]] = []

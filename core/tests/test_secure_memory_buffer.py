@@ -5,9 +5,6 @@ from __future__ import annotations
 import ctypes
 import pickle
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 
 import pytest
@@ -20,21 +17,21 @@ from asherah.hazmat.memory import (
     _libc,
     locked_bytes,
 )
+from testsupport.child import run_python
+from testsupport.procfs import vm_flags
 
 
-def run_child(code: str) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter (a fault there must not take pytest down)."""
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def assert_segfaults(script: str, reached: str, not_reached: str) -> None:
+    """``script``, in a fresh interpreter (a fault must not take pytest down), prints
+    ``reached``, then dies of SIGSEGV before it can print ``not_reached``."""
+    child = run_python(script)
+    assert reached in child.stdout, child.stderr
+    assert not_reached not in child.stdout
+    assert child.returncode == -signal.SIGSEGV
 
 
 def test_write_one_byte_past_the_end_hits_the_guard_page() -> None:
-    child = run_child(
+    assert_segfaults(
         """
         import ctypes
         from asherah.hazmat.memory import ProtectedBuffer
@@ -44,15 +41,14 @@ def test_write_one_byte_past_the_end_hits_the_guard_page() -> None:
             print("last byte written", flush=True)
             ctypes.memset(buf.address + buf.size, 0x41, 1)
         print("survived the overflow", flush=True)
-        """
+        """,
+        reached="last byte written",
+        not_reached="survived",
     )
-    assert "last byte written" in child.stdout, child.stderr
-    assert "survived" not in child.stdout
-    assert child.returncode == -signal.SIGSEGV
 
 
 def test_write_before_the_canary_region_hits_the_leading_guard_page() -> None:
-    child = run_child(
+    assert_segfaults(
         f"""
         import ctypes
         from asherah.hazmat.memory import ProtectedBuffer
@@ -63,15 +59,14 @@ def test_write_before_the_canary_region_hits_the_leading_guard_page() -> None:
             print("canary region writable", flush=True)
             ctypes.memset(first_inner_byte - 1, 0x41, 1)
         print("survived the underflow", flush=True)
-        """
+        """,
+        reached="canary region writable",
+        not_reached="survived",
     )
-    assert "canary region writable" in child.stdout, child.stderr
-    assert "survived" not in child.stdout
-    assert child.returncode == -signal.SIGSEGV
 
 
 def test_reading_an_idle_buffer_faults() -> None:
-    child = run_child(
+    assert_segfaults(
         """
         import ctypes
         from asherah.hazmat.memory import ProtectedBuffer
@@ -81,11 +76,10 @@ def test_reading_an_idle_buffer_faults() -> None:
             print("read inside the window", flush=True)
         ctypes.string_at(buf.address, 32)
         print("read outside the window", flush=True)
-        """
+        """,
+        reached="read inside the window",
+        not_reached="outside",
     )
-    assert "read inside the window" in child.stdout, child.stderr
-    assert "outside" not in child.stdout
-    assert child.returncode == -signal.SIGSEGV
 
 
 def _flip_byte_before_data(buf: ProtectedBuffer) -> None:
@@ -176,28 +170,15 @@ def test_unlocked_buffer_locks_nothing() -> None:
         buf.close()
 
 
-def _vm_flags(address: int) -> set[str]:
-    with open("/proc/self/smaps", encoding="ascii") as smaps:
-        inside = False
-        for line in smaps:
-            head = line.split()[0]
-            if "-" in head and not head.endswith(":"):
-                low, high = (int(part, 16) for part in head.split("-"))
-                inside = low <= address < high
-            elif inside and line.startswith("VmFlags:"):
-                return set(line.split()[1:])
-    raise AssertionError("mapping not found in /proc/self/smaps")
-
-
 def test_kernel_reports_the_data_pages_locked_and_excluded_from_dumps() -> None:
     buf = ProtectedBuffer(32)
     try:
-        flags = _vm_flags(buf.address)
+        flags = vm_flags(buf.address)
         assert {"lo", "dd"} <= flags  # VM_LOCKED, VM_DONTDUMP
         assert "rd" not in flags  # PROT_NONE while idle
         with buf.read():
-            assert "rd" in _vm_flags(buf.address)
-        guard = _vm_flags(buf.address + buf.size)
+            assert "rd" in vm_flags(buf.address)
+        guard = vm_flags(buf.address + buf.size)
         assert "rd" not in guard
         assert "lo" not in guard
     finally:
@@ -275,7 +256,7 @@ def test_concurrent_readers_share_one_window() -> None:
     try:
         assert errors == []
         assert buf.accesses == 1 + 4 * 300
-        assert "rd" not in _vm_flags(buf.address)  # closed again once every reader left
+        assert "rd" not in vm_flags(buf.address)  # closed again once every reader left
     finally:
         buf.close()
 

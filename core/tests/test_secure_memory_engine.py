@@ -7,45 +7,28 @@ printed (``pytest -s`` or ``-rP`` shows them) and written down in ``docs/securit
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
-import sys
-import textwrap
 from typing import Any
 
 import pytest
 
 import asherah
 from asherah import SessionFactory
+from testsupport.child import ONE_PAGE_MEMLOCK, run_json
 from testsupport.hardening_probe import HARDENING_RESULT
+
+from .conftest import static_config
 
 KEY_HEX = "3f" * 32
 
 
 def config(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "ServiceName": "svc",
-        "ProductID": "prod",
-        "Metastore": "memory",
-        "KMS": "static",
-        "StaticMasterKeyHex": KEY_HEX,
-    }
-    base.update(overrides)
-    return base
+    return static_config(StaticMasterKeyHex=KEY_HEX, **overrides)
 
 
 def run_child(script: str, *args: str) -> dict[str, Any]:
-    """Run ``script`` in a fresh interpreter; its last stdout line is the JSON result."""
-    child = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert child.returncode == 0, child.stderr
-    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    """Run ``script`` in a fresh interpreter; it prints the JSON result."""
+    result: dict[str, Any] = run_json(script, *args, timeout=120)
     return result
 
 
@@ -310,25 +293,10 @@ def test_round_trip_in_mode(mode: str, schedules: bool) -> None:
         assert kinds == {"hit"}
 
 
-MEMLOCK_CHILD = """
-import ctypes, json, logging, resource
-
-class Header(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-class Data(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-# Drop CAP_IPC_LOCK (root with it ignores RLIMIT_MEMLOCK), then allow one page.
-libc = ctypes.CDLL(None, use_errno=True)
-header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3
-assert libc.capget(ctypes.byref(header), data) == 0
-CAP_IPC_LOCK = 1 << 14
-for field in ("effective", "permitted", "inheritable"):
-    setattr(data[0], field, getattr(data[0], field) & ~CAP_IPC_LOCK)
-assert libc.capset(ctypes.byref(header), data) == 0, ctypes.get_errno()
-resource.setrlimit(resource.RLIMIT_MEMLOCK, (4096, 4096))
+MEMLOCK_CHILD = (
+    ONE_PAGE_MEMLOCK
+    + """
+import json, logging
 
 import asherah
 from asherah import AsherahError, SessionFactory
@@ -394,6 +362,7 @@ print(json.dumps({"refused": refused, "after_refusal": after_refusal, "fallback"
                   "warnings": warnings[:before], "events": plugin.events, "default": default,
                   "lazy_fallback": lazy_fallback}))
 """
+)
 
 
 def test_mlock_beyond_a_tiny_memlock_limit() -> None:

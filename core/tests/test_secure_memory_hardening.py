@@ -5,12 +5,8 @@ Hardening is one-way, so it runs in a child process, never in the pytest process
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
-
 from asherah.hazmat.memory import HardeningStatus, hardening_status
+from testsupport.child import run_json
 
 CHILD = """
 import json, resource
@@ -38,15 +34,7 @@ print(json.dumps({
 
 
 def test_harden_process_turns_core_dumps_and_dumpable_off_idempotently() -> None:
-    child = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(CHILD)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert child.returncode == 0, child.stderr
-    result = json.loads(child.stdout)
+    result = run_json(CHILD)
     assert result["before"][1] is True  # a fresh interpreter is dumpable
     assert result["first"] == [[0, 0], False, True]
     assert result["second"] == result["first"]

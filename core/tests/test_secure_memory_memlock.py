@@ -6,49 +6,26 @@ that capability ignores ``RLIMIT_MEMLOCK``), so the test means the same as root 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 
 from asherah.hazmat.memory import memlock_limit
 from asherah.hazmat.memory._errors import MemlockLimitError
 from asherah.hazmat.memory._limits import memlock_error
+from testsupport.child import ONE_PAGE_MEMLOCK, run_json
 
-PRELUDE = """
-import ctypes, json, resource
-
-class Header(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-class Data(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-libc = ctypes.CDLL(None, use_errno=True)
-header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3
-assert libc.capget(ctypes.byref(header), data) == 0
-CAP_IPC_LOCK = 1 << 14
-for field in ("effective", "permitted", "inheritable"):
-    setattr(data[0], field, getattr(data[0], field) & ~CAP_IPC_LOCK)
-assert libc.capset(ctypes.byref(header), data) == 0, ctypes.get_errno()
-resource.setrlimit(resource.RLIMIT_MEMLOCK, (4096, 4096))
+PRELUDE = (
+    ONE_PAGE_MEMLOCK
+    + """
+import json
 
 from asherah.hazmat.memory import KeyStore, MemlockLimitError, ProtectedBuffer, random_key
 from asherah.hazmat.memory import locked_bytes
 """
+)
 
 
 def run_child(body: str) -> dict[str, object]:
-    child = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(body)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert child.returncode == 0, child.stderr
-    result: dict[str, object] = json.loads(child.stdout)
+    result: dict[str, object] = run_json(PRELUDE + textwrap.dedent(body))
     return result
 
 

@@ -18,6 +18,7 @@ from asherah.hazmat.memory import (
     unsupported_reason,
 )
 from asherah.hazmat.memory._store import _SealedBackend
+from testsupport.procfs import vm_flags
 
 
 def test_this_platform_is_supported() -> None:
@@ -69,19 +70,6 @@ def test_random_fill_refuses_read_only_buffers() -> None:
     assert empty == bytearray()
 
 
-def _vm_flags(address: int) -> set[str]:
-    with open("/proc/self/smaps", encoding="ascii") as smaps:
-        inside = False
-        for line in smaps:
-            head = line.split()[0]
-            if "-" in head and not head.endswith(":"):
-                low, high = (int(part, 16) for part in head.split("-"))
-                inside = low <= address < high
-            elif inside and line.startswith("VmFlags:"):
-                return set(line.split()[1:])
-    raise AssertionError("mapping not found in /proc/self/smaps")
-
-
 @pytest.mark.parametrize(("protect_idle", "idle_readable"), [(True, False), (False, True)])
 def test_protect_idle_decides_what_the_slab_is_between_uses(
     protect_idle: bool, idle_readable: bool
@@ -94,7 +82,7 @@ def test_protect_idle_decides_what_the_slab_is_between_uses(
         assert isinstance(backend, _SealedBackend)
         address = backend.buffer.address
         assert handle.use(bytes) == copy
-        flags = _vm_flags(address)
+        flags = vm_flags(address)
         assert ("rd" in flags) is idle_readable
         assert "wr" not in flags  # never writable between uses
         assert "lo" in flags

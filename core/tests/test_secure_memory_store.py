@@ -5,12 +5,8 @@ from __future__ import annotations
 import ctypes
 import gc
 import hashlib
-import json
 import os
 import pickle
-import subprocess
-import sys
-import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -37,6 +33,7 @@ from asherah.hazmat.memory import (
 )
 from asherah.hazmat.memory._slab import Slab
 from asherah.hazmat.memory._store import _SealedBackend
+from testsupport.child import run_json
 
 NONCE = b"\x01" * 12
 
@@ -497,15 +494,7 @@ def test_threads_share_the_store_without_faults() -> None:
     print(json.dumps({"failures": failures, "uses": s.hits + s.misses,
                       "overflows": s.overflows, "closed": store.closed}))
     """
-    child = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert child.returncode == 0, child.stderr
-    result = json.loads(child.stdout)
+    result = run_json(code, timeout=120)
     assert result["failures"] == []
     assert result["uses"] == 4 * 200 * 2
     assert result["closed"] is True

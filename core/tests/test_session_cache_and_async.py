@@ -14,17 +14,10 @@ from asherah import AsherahError, SessionFactory
 from asherah.hooks import hookimpl
 from asherah.kms import StaticKeyManagementService
 
-from .conftest import KEY_HEX, FakeClock
+from .conftest import KEY_HEX, FakeClock, _base_config
 from .test_key_caches import ControllableMetastore
 
-CONFIG = {
-    "ServiceName": "svc",
-    "ProductID": "prod",
-    "Metastore": "memory",
-    "KMS": "static",
-    "StaticMasterKeyHex": KEY_HEX,
-    "cache_ttl_jitter": 0.0,
-}
+CONFIG = _base_config()
 
 
 class Evictions:

@@ -9,6 +9,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -30,6 +31,8 @@ from asherah._key_ids import key_ids
 from asherah._limits import MAX_ENVELOPE_BYTES, MAX_PAYLOAD_BYTES
 from asherah._records import RecordFormatError, json_string
 from asherah.hazmat import aead
+
+from .conftest import static_config
 
 # -- AES-256-GCM, sealed layout ct || tag || nonce ------------------------------------------
 
@@ -141,14 +144,8 @@ V16_DRR = (
 V16_PLAINTEXT = b"hello asherah interop"
 
 
-def v16_config() -> dict[str, str]:
-    return {
-        "ServiceName": "svc",
-        "ProductID": "prod",
-        "Metastore": "memory",
-        "KMS": "static",
-        "StaticMasterKeyHex": V16_MASTER,
-    }
+def v16_config() -> dict[str, Any]:
+    return static_config(StaticMasterKeyHex=V16_MASTER)
 
 
 def test_v16_listed_rows_decrypt_to_listed_keys() -> None:

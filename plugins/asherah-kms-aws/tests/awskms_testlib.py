@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -9,7 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
+import pytest
+
+from asherah_kms_aws import AwsKeyManagementService
+from testsupport import aws_env
+from testsupport.moto import MotoServer
 
 #: Two regions, one independent key each (moto's multi-region replicas do not decrypt across
 #: regions, and neither does the canonical envelope need them).
@@ -37,13 +42,29 @@ class Key:
 def raw_client(endpoint: str, service: str, region: str) -> Any:
     """A plain boto3 client with explicit credentials, for setting up and checking behind the
     driver's back."""
-    return boto3.client(
-        service,
-        region_name=region,
-        endpoint_url=endpoint,
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
+    return aws_env.local_client(service, region, endpoint, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
+
+
+def build(moto: MotoServer, region_map: dict[str, str], **options: Any) -> AwsKeyManagementService:
+    """A multi-region driver on moto (``preferred_region`` defaults to :data:`PREFERRED`)."""
+    return AwsKeyManagementService.build(
+        region_map=region_map,
+        preferred_region=options.pop("preferred_region", PREFERRED),
+        endpoint=moto.endpoint,
+        **options,
     )
+
+
+def encrypt_once(
+    driver: AwsKeyManagementService, system_key: bytes, caplog: pytest.LogCaptureFixture
+) -> bytes:
+    """Seal ``system_key`` with a driver built for this one call, capturing the driver's
+    warnings; the driver is closed after, whatever happens."""
+    try:
+        with caplog.at_level(logging.WARNING, logger="asherah.kms.aws"):
+            return driver.encrypt_key(system_key)
+    finally:
+        driver.close()
 
 
 def create_key(endpoint: str, region: str, alias: str | None = None) -> Key:

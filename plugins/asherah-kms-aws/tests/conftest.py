@@ -21,10 +21,10 @@ if _HERE not in sys.path:
 from awskms_testlib import (  # noqa: E402
     ACCESS_KEY_ID,
     ALIAS,
-    PREFERRED,
     REGIONS,
     SECRET_ACCESS_KEY,
     Key,
+    build,
     create_key,
 )
 
@@ -58,8 +58,6 @@ def region_map(keys: dict[str, Key]) -> dict[str, str]:
 
 @pytest.fixture
 def kms(moto: MotoServer, region_map: dict[str, str]) -> Iterator[AwsKeyManagementService]:
-    driver = AwsKeyManagementService.build(
-        region_map=region_map, preferred_region=PREFERRED, endpoint=moto.endpoint
-    )
+    driver = build(moto, region_map)
     yield driver
     driver.close()

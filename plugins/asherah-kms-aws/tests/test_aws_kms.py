@@ -21,7 +21,9 @@ from awskms_testlib import (
     SECRET_ACCESS_KEY,
     CallLog,
     Key,
+    build,
     create_key,
+    encrypt_once,
     raw_client,
     silent_endpoint,
 )
@@ -37,15 +39,6 @@ from asherah_kms_aws import (
     RegionalKey,
 )
 from testsupport.moto import MotoServer, closed_port
-
-
-def build(moto: MotoServer, region_map: dict[str, str], **options: Any) -> AwsKeyManagementService:
-    return AwsKeyManagementService.build(
-        region_map=region_map,
-        preferred_region=options.pop("preferred_region", PREFERRED),
-        endpoint=moto.endpoint,
-        **options,
-    )
 
 
 def down(region: str) -> dict[str, Any]:
@@ -200,13 +193,8 @@ def test_region_down_at_creation_is_left_out_and_the_other_region_decrypts(
     kms: AwsKeyManagementService,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    degraded = build(moto, region_map, **down(OTHER))
     system_key = os.urandom(32)
-    try:
-        with caplog.at_level(logging.WARNING, logger="asherah.kms.aws"):
-            blob = degraded.encrypt_key(system_key)
-    finally:
-        degraded.close()
+    blob = encrypt_once(build(moto, region_map, **down(OTHER)), system_key, caplog)
     assert KmsEnvelope.from_json(blob).regions == (PREFERRED,)
     warnings = [r for r in caplog.records if r.name == "asherah.kms.aws"]
     assert len(warnings) == 1
@@ -258,13 +246,8 @@ def test_preferred_region_down_at_creation_generates_in_the_next_region(
     kms: AwsKeyManagementService,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    degraded = build(moto, region_map, **down(PREFERRED))
     system_key = os.urandom(32)
-    try:
-        with caplog.at_level(logging.WARNING, logger="asherah.kms.aws"):
-            blob = degraded.encrypt_key(system_key)
-    finally:
-        degraded.close()
+    blob = encrypt_once(build(moto, region_map, **down(PREFERRED)), system_key, caplog)
     envelope = KmsEnvelope.from_json(blob)
     assert envelope.regions == (OTHER,)
     messages = [r.getMessage() for r in caplog.records if r.name == "asherah.kms.aws"]

@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from awskms_testlib import ACCESS_KEY_ID, OTHER, PREFERRED, SECRET_ACCESS_KEY
+from awskms_testlib import (
+    ACCESS_KEY_ID,
+    OTHER,
+    PREFERRED,
+    SECRET_ACCESS_KEY,
+    build,
+    encrypt_once,
+)
 
 from asherah import KmsError
 from asherah_kms_aws import AwsKeyManagementService, AwsKmsError, KmsEnvelope
@@ -170,12 +177,12 @@ def failure_text(error: AwsKmsError) -> str:
     return " | ".join([str(error), repr(error), *(repr(f) for f in error.failures)])
 
 
-def build(region_map: dict[str, str], moto: MotoServer, **options: Any) -> AwsKeyManagementService:
+def single_region(
+    region_map: dict[str, str], endpoint: str, **options: Any
+) -> AwsKeyManagementService:
+    """A driver on :data:`OTHER`'s key alone, talking to ``endpoint``."""
     return AwsKeyManagementService.build(
-        region_map=region_map,
-        preferred_region=options.pop("preferred_region", PREFERRED),
-        endpoint=moto.endpoint,
-        **options,
+        key_id=region_map[OTHER], region=OTHER, endpoint=endpoint, **options
     )
 
 
@@ -197,9 +204,7 @@ def test_generate_data_key_error_names_region_and_code(
 ) -> None:
     proxy, endpoint = proxy_for(OTHER)
     proxy.fail("GenerateDataKey", code)
-    kms = AwsKeyManagementService.build(
-        key_id=region_map[OTHER], region=OTHER, endpoint=endpoint, max_attempts=max_attempts
-    )
+    kms = single_region(region_map, endpoint, max_attempts=max_attempts)
     system_key = os.urandom(32)
     try:
         with pytest.raises(KmsError) as info:
@@ -225,9 +230,7 @@ def test_decrypt_error_names_region_and_code(
     code: str,
     requests: int,
 ) -> None:
-    writer = AwsKeyManagementService.build(
-        key_id=region_map[OTHER], region=OTHER, endpoint=moto.endpoint
-    )
+    writer = single_region(region_map, moto.endpoint)
     system_key = os.urandom(32)
     try:
         blob = writer.encrypt_key(system_key)
@@ -235,9 +238,7 @@ def test_decrypt_error_names_region_and_code(
         writer.close()
     proxy, endpoint = proxy_for(OTHER)
     proxy.fail("Decrypt", code)
-    reader = AwsKeyManagementService.build(
-        key_id=region_map[OTHER], region=OTHER, endpoint=endpoint, max_attempts=2
-    )
+    reader = single_region(region_map, endpoint, max_attempts=2)
     try:
         with pytest.raises(KmsError) as info:
             reader.decrypt_key(blob)
@@ -260,9 +261,7 @@ def test_throttling_that_clears_within_the_retries_succeeds(
     proxy, endpoint = proxy_for(OTHER)
     proxy.fail("GenerateDataKey", THROTTLED, times=2)
     proxy.fail("Decrypt", THROTTLED, times=1)
-    kms = AwsKeyManagementService.build(
-        key_id=region_map[OTHER], region=OTHER, endpoint=endpoint, max_attempts=3
-    )
+    kms = single_region(region_map, endpoint, max_attempts=3)
     system_key = os.urandom(32)
     try:
         blob = kms.encrypt_key(system_key)
@@ -287,7 +286,7 @@ def test_preferred_region_throttled_at_decrypt_the_other_region_decrypts(
     assert KmsEnvelope.from_json(blob).regions == (OTHER, PREFERRED)
     proxy, endpoint = proxy_for(PREFERRED)
     proxy.fail("Decrypt", THROTTLED)
-    reader = build(region_map, moto, endpoints={PREFERRED: endpoint}, max_attempts=2)
+    reader = build(moto, region_map, endpoints={PREFERRED: endpoint}, max_attempts=2)
     try:
         with caplog.at_level(logging.WARNING, logger="asherah.kms.aws"):
             assert bytes(reader.decrypt_key(blob)) == system_key
@@ -314,8 +313,8 @@ def test_every_region_refusing_decrypt_lists_each_region_and_code(
     preferred.fail("Decrypt", THROTTLED)
     other.fail("Decrypt", DISABLED)
     reader = build(
-        region_map,
         moto,
+        region_map,
         endpoints={PREFERRED: preferred_endpoint, OTHER: other_endpoint},
         max_attempts=2,
     )
@@ -350,7 +349,7 @@ def test_strict_regions_names_the_refusing_region_without_the_data_key(
     proxy.fail("Encrypt", code)
     system_key = os.urandom(32)
     strict = build(
-        region_map, moto, endpoints={OTHER: endpoint}, max_attempts=2, strict_regions=True
+        moto, region_map, endpoints={OTHER: endpoint}, max_attempts=2, strict_regions=True
     )
     try:
         with (
@@ -386,12 +385,9 @@ def test_disabled_preferred_region_at_creation_leaves_it_out_by_default(
     for operation in ("GenerateDataKey", "Encrypt", "Decrypt"):
         proxy.fail(operation, DISABLED)
     system_key = os.urandom(32)
-    degraded = build(region_map, moto, endpoints={PREFERRED: endpoint})
-    try:
-        with caplog.at_level(logging.WARNING, logger="asherah.kms.aws"):
-            blob = degraded.encrypt_key(system_key)
-    finally:
-        degraded.close()
+    blob = encrypt_once(
+        build(moto, region_map, endpoints={PREFERRED: endpoint}), system_key, caplog
+    )
     assert KmsEnvelope.from_json(blob).regions == (OTHER,)
     assert proxy.operations == ["GenerateDataKey", "Encrypt"]
     messages = "\n".join(r.getMessage() for r in caplog.records if r.name == "asherah.kms.aws")

@@ -13,8 +13,6 @@ import base64
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,34 +24,16 @@ from asherah import SessionFactory
 from asherah._drift_guard import GUARD_CREATED, guard_id
 from asherah_kms_aws import KmsEnvelope
 from testsupport.moto import MotoServer, closed_port
+from testsupport.reference_runner import b64, installed_reference, run_reference
+from testsupport.reference_runner import decrypt_op as dec
+from testsupport.reference_runner import encrypt_op as enc
 
 pytestmark = pytest.mark.reference
-
-REFERENCE = Path(__file__).resolve().parents[3] / ".reference"
-INSTALL = ".venv/bin/pip install --target .reference asherah==0.5.56"
-
-RUNNER = """
-import base64, json, sys
-import asherah
-assert asherah.__file__.startswith(sys.argv[1]), asherah.__file__
-job = json.load(sys.stdin)
-out = []
-with asherah.SessionFactory(job["config"]) as factory:
-    for op, partition, value in job["ops"]:
-        session = factory.get_session(partition)
-        if op == "encrypt":
-            out.append(session.encrypt_bytes(base64.b64decode(value)))
-        else:
-            out.append(base64.b64encode(session.decrypt_bytes(value)).decode())
-json.dump(out, sys.stdout)
-"""
 
 
 @pytest.fixture(scope="module")
 def reference() -> Path:
-    if not (REFERENCE / "asherah").is_dir():
-        pytest.fail(f"the reference implementation is not installed; run: {INSTALL}")
-    return REFERENCE
+    return installed_reference()
 
 
 @pytest.fixture
@@ -61,35 +41,6 @@ def shared_env(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, s
     """One environment for both sides: moto as the endpoint of every AWS client."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint)
     return dict(os.environ)
-
-
-def run_reference(
-    reference: Path, env: dict[str, str], config: dict[str, Any], ops: list[list[str]]
-) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(reference)],
-        input=json.dumps({"config": config, "ops": ops}),
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": str(reference)},
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result: list[str] = json.loads(done.stdout)
-    return result
-
-
-def enc(partition: str, plaintext: bytes) -> list[str]:
-    return ["encrypt", partition, base64.b64encode(plaintext).decode()]
-
-
-def dec(partition: str, record: str) -> list[str]:
-    return ["decrypt", partition, record]
-
-
-def b64(plaintext: bytes) -> str:
-    return base64.b64encode(plaintext).decode()
 
 
 def stored(path: Path, key_id: str) -> dict[str, Any]:
@@ -137,7 +88,7 @@ def test_multi_region_both_directions(
 
     # The reference makes the first hierarchy; ours reads it and adds an IK under its SK.
     from_ref = run_reference(
-        reference, shared_env, ref_config, [enc("alice", b"from the reference")]
+        reference, ref_config, [enc("alice", b"from the reference")], shared_env
     )
     with SessionFactory(ref_config) as joined:
         assert joined.get_session("alice").decrypt_bytes(from_ref[0]) == b"from the reference"
@@ -146,14 +97,14 @@ def test_multi_region_both_directions(
     with SessionFactory(our_config) as ours:
         ours_alone = ours.get_session("alice").encrypt_bytes(b"ours first")
 
-    assert run_reference(reference, shared_env, ref_config, [dec("bob", ours_in_ref)]) == [
+    assert run_reference(reference, ref_config, [dec("bob", ours_in_ref)], shared_env) == [
         b64(b"ours, reference's SK")
     ]
     after = run_reference(
         reference,
-        shared_env,
         our_config,
         [dec("alice", ours_alone), enc("carol", b"reference under our SK")],
+        shared_env,
     )
     assert after[0] == b64(b"ours first")
     with SessionFactory(our_config) as ours:
@@ -196,12 +147,12 @@ def test_partial_envelopes_and_region_fallback_across_implementations(
         partial_record = ours.get_session("dave").encrypt_bytes(b"one region only")
     assert [k["region"] for k in envelope_document(db, f"{svc}p")["kmsKeks"]] == [PREFERRED]
     # ...and the reference (every region up) still opens it.
-    assert run_reference(reference, shared_env, ours_partial, [dec("dave", partial_record)]) == [
+    assert run_reference(reference, ours_partial, [dec("dave", partial_record)], shared_env) == [
         b64(b"one region only")
     ]
     # The reference's SK, read by ours with the preferred region down: us-east-1 decrypts.
     ref_full = config_for(f"{svc}f", db, **multi)
-    record = run_reference(reference, shared_env, ref_full, [enc("erin", b"preferred down")])[0]
+    record = run_reference(reference, ref_full, [enc("erin", b"preferred down")], shared_env)[0]
     down = {**ref_full, "kms_options": {"endpoints": {PREFERRED: closed_port()}, "max_attempts": 1}}
     with SessionFactory(down) as ours:
         assert ours.get_session("erin").decrypt_bytes(record) == b"preferred down"
@@ -225,11 +176,11 @@ def test_single_key_both_directions(
     else:
         single["DynamoDBRegion"] = OTHER
     config = config_for(svc, db, **single)
-    from_ref = run_reference(reference, env, config, [enc("frank", b"single from reference")])
+    from_ref = run_reference(reference, config, [enc("frank", b"single from reference")], env)
     with SessionFactory(config) as ours:
         assert ours.get_session("frank").decrypt_bytes(from_ref[0]) == b"single from reference"
         mine = ours.get_session("grace").encrypt_bytes(b"single from ours")
-    assert run_reference(reference, env, config, [dec("grace", mine)]) == [b64(b"single from ours")]
+    assert run_reference(reference, config, [dec("grace", mine)], env) == [b64(b"single from ours")]
     envelope = KmsEnvelope.from_json(base64.b64decode(stored(db, f"_SK_{svc}_prod")["Key"]))
     assert envelope.regions == (OTHER,)
     guard = json.loads(base64.b64decode(stored(db, guard_id(svc, "prod"))["Key"]))

@@ -21,10 +21,23 @@ from testsupport.moto import MotoServer, closed_port
 TEST_KEY = bytes.fromhex(MASTER_KEY_HEX)
 
 
+def secrets(moto: MotoServer) -> Any:
+    """A plain Secrets Manager client, for changing secrets behind the driver's back."""
+    return raw_client(moto.endpoint, "secretsmanager", PREFERRED)
+
+
 def new_secret(moto: MotoServer, **value: Any) -> str:
     name = f"asherah/test/{uuid.uuid4().hex[:12]}"
-    raw_client(moto.endpoint, "secretsmanager", PREFERRED).create_secret(Name=name, **value)
+    secrets(moto).create_secret(Name=name, **value)
     return name
+
+
+def assert_seals_with(
+    managed: SecretsManagerKeyManagementService, master_key: bytes, system_key: bytes
+) -> None:
+    """What ``managed`` seals, the static KMS holding ``master_key`` opens."""
+    static = StaticKeyManagementService(master_key)
+    assert bytes(static.decrypt_key(managed.encrypt_key(system_key))) == system_key
 
 
 def build(moto: MotoServer, secret_id: str, **options: Any) -> SecretsManagerKeyManagementService:
@@ -73,9 +86,8 @@ def test_sealed_system_keys_interoperate_with_the_static_kms(moto: MotoServer, s
 )
 def test_accepted_secret_formats_give_the_same_key(moto: MotoServer, value: dict[str, Any]) -> None:
     managed = build(moto, new_secret(moto, **value))
-    static = StaticKeyManagementService(TEST_KEY)
     try:
-        assert bytes(static.decrypt_key(managed.encrypt_key(b"\x05" * 32))) == b"\x05" * 32
+        assert_seals_with(managed, TEST_KEY, b"\x05" * 32)
     finally:
         managed.close()
 
@@ -131,9 +143,7 @@ def test_an_unreachable_service_is_a_kms_error(secret: str) -> None:
 def test_region_from_an_arn_secret_id_and_endpoint_from_the_environment(
     moto: MotoServer, secret: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    arn = raw_client(moto.endpoint, "secretsmanager", PREFERRED).describe_secret(SecretId=secret)[
-        "ARN"
-    ]
+    arn = secrets(moto).describe_secret(SecretId=secret)["ARN"]
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint)
     managed = SecretsManagerKeyManagementService.build(secret_id=arn)
     try:
@@ -142,8 +152,7 @@ def test_region_from_an_arn_secret_id_and_endpoint_from_the_environment(
             "secret_id": arn,
             "region": None,
         }
-        static = StaticKeyManagementService(TEST_KEY)
-        assert bytes(static.decrypt_key(managed.encrypt_key(b"\x01" * 32))) == b"\x01" * 32
+        assert_seals_with(managed, TEST_KEY, b"\x01" * 32)
     finally:
         managed.close()
 
@@ -155,15 +164,12 @@ def test_refresh_picks_up_a_new_value_and_keeps_opening_old_keys(moto: MotoServe
         first_version = managed.version_id
         before = managed.encrypt_key(b"\x0a" * 32)
         new_key = os.urandom(32)
-        raw_client(moto.endpoint, "secretsmanager", PREFERRED).put_secret_value(
-            SecretId=name, SecretString=new_key.hex()
-        )
+        secrets(moto).put_secret_value(SecretId=name, SecretString=new_key.hex())
         deadline = time.monotonic() + 10
         while managed.version_id == first_version and time.monotonic() < deadline:
             time.sleep(0.05)
         assert managed.version_id != first_version
-        after = managed.encrypt_key(b"\x0b" * 32)
-        assert bytes(StaticKeyManagementService(new_key).decrypt_key(after)) == b"\x0b" * 32
+        assert_seals_with(managed, new_key, b"\x0b" * 32)
         assert bytes(managed.decrypt_key(before)) == b"\x0a" * 32
         assert managed.refresh() is False  # nothing changed since
     finally:
@@ -174,26 +180,20 @@ def test_refresh_picks_up_a_new_value_and_keeps_opening_old_keys(moto: MotoServe
 def test_a_failed_refresh_keeps_the_current_key(moto: MotoServer, secret: str) -> None:
     managed = build(moto, secret)
     try:
-        raw_client(moto.endpoint, "secretsmanager", PREFERRED).put_secret_value(
-            SecretId=secret, SecretString="00" * 8
-        )
+        secrets(moto).put_secret_value(SecretId=secret, SecretString="00" * 8)
         with pytest.raises(KmsError, match="decoded to 8 bytes"):
             managed.refresh()
-        static = StaticKeyManagementService(TEST_KEY)
-        assert bytes(static.decrypt_key(managed.encrypt_key(b"\x0c" * 32))) == b"\x0c" * 32
+        assert_seals_with(managed, TEST_KEY, b"\x0c" * 32)
     finally:
         managed.close()
 
 
 def test_version_stage_reads_the_previous_value(moto: MotoServer) -> None:
     name = new_secret(moto, SecretString=MASTER_KEY_HEX)
-    raw_client(moto.endpoint, "secretsmanager", PREFERRED).put_secret_value(
-        SecretId=name, SecretString=os.urandom(32).hex()
-    )
+    secrets(moto).put_secret_value(SecretId=name, SecretString=os.urandom(32).hex())
     previous = build(moto, name, version_stage="AWSPREVIOUS")
     try:
-        static = StaticKeyManagementService(TEST_KEY)
-        assert bytes(static.decrypt_key(previous.encrypt_key(b"\x0d" * 32))) == b"\x0d" * 32
+        assert_seals_with(previous, TEST_KEY, b"\x0d" * 32)
     finally:
         previous.close()
 

@@ -41,23 +41,38 @@ def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def _short_lived_role(
-    bao: OpenBao, key: str, unique: str, **role_options: Any
-) -> AppRoleCredentials:
-    return bao.create_approle(
-        f"short-{unique}",
-        policy=transit_policy(key),
-        mount=f"approle-short-{unique}",
-        **role_options,
-    )
-
-
 def _options(creds: AppRoleCredentials) -> dict[str, Any]:
     return {
         "auth_mount": creds.mount,
         "approle_role_id": creds.role_id,
         "approle_secret_id": creds.secret_id,
     }
+
+
+@pytest.fixture
+def short_lived_kms(
+    make_kms: MakeKms, bao: OpenBao, transit_key: str, unique: str
+) -> Callable[..., VaultTransitKms]:
+    """``short_lived_kms(**role_options)``: a driver that logs in through an AppRole of its own
+    whose tokens live as ``role_options`` say (``token_ttl``, ``token_max_ttl``, ...)."""
+
+    def build(**role_options: Any) -> VaultTransitKms:
+        creds = bao.create_approle(
+            f"short-{unique}",
+            policy=transit_policy(transit_key),
+            mount=f"approle-short-{unique}",
+            **role_options,
+        )
+        driver: VaultTransitKms = make_kms(**_options(creds))
+        return driver
+
+    return build
+
+
+def _policy_token(bao: OpenBao, transit_key: str, unique: str, **token_options: Any) -> str:
+    """A token whose policy allows ``transit_key`` only."""
+    bao.root_client().sys.create_or_update_policy(f"p-{unique}", transit_policy(transit_key))
+    return bao.create_token([f"p-{unique}"], **token_options)
 
 
 def test_approle_round_trip_logs_in_once(
@@ -116,14 +131,9 @@ def test_threads_share_one_relogin_after_revocation(
 
 
 def test_token_is_renewed_before_it_expires(
-    make_kms: MakeKms,
-    bao: OpenBao,
-    transit_key: str,
-    unique: str,
-    debug_log: pytest.LogCaptureFixture,
+    short_lived_kms: Callable[..., VaultTransitKms], debug_log: pytest.LogCaptureFixture
 ) -> None:
-    creds = _short_lived_role(bao, transit_key, unique, token_ttl=2, token_max_ttl=60)
-    kms = make_kms(**_options(creds))
+    kms = short_lived_kms(token_ttl=2, token_max_ttl=60)
     kms.encrypt_key(os.urandom(32))
     time.sleep(1.5)  # past two thirds of the TTL: the next call renews first
     kms.encrypt_key(os.urandom(32))
@@ -135,14 +145,9 @@ def test_token_is_renewed_before_it_expires(
 
 
 def test_token_at_its_max_ttl_is_replaced_by_a_new_login(
-    make_kms: MakeKms,
-    bao: OpenBao,
-    transit_key: str,
-    unique: str,
-    debug_log: pytest.LogCaptureFixture,
+    short_lived_kms: Callable[..., VaultTransitKms], debug_log: pytest.LogCaptureFixture
 ) -> None:
-    creds = _short_lived_role(bao, transit_key, unique, token_ttl=2, token_max_ttl=2)
-    kms = make_kms(**_options(creds))
+    kms = short_lived_kms(token_ttl=2, token_max_ttl=2)
     kms.encrypt_key(os.urandom(32))
     time.sleep(1.5)
     kms.encrypt_key(os.urandom(32))
@@ -151,17 +156,10 @@ def test_token_at_its_max_ttl_is_replaced_by_a_new_login(
 
 
 def test_non_renewable_token_is_replaced_when_it_expires(
-    make_kms: MakeKms,
-    bao: OpenBao,
-    transit_key: str,
-    unique: str,
-    debug_log: pytest.LogCaptureFixture,
+    short_lived_kms: Callable[..., VaultTransitKms], debug_log: pytest.LogCaptureFixture
 ) -> None:
     """Batch tokens cannot renew: the keeper logs in again instead."""
-    creds = _short_lived_role(
-        bao, transit_key, unique, token_ttl=1, token_max_ttl=1, token_type="batch"
-    )
-    kms = make_kms(**_options(creds))
+    kms = short_lived_kms(token_ttl=1, token_max_ttl=1, token_type="batch")
     blob = kms.encrypt_key(b"b" * 32)
     time.sleep(1.2)
     assert kms.decrypt_key(blob) == b"b" * 32
@@ -175,8 +173,7 @@ def test_fixed_token_is_renewed(
     unique: str,
     debug_log: pytest.LogCaptureFixture,
 ) -> None:
-    bao.root_client().sys.create_or_update_policy(f"p-{unique}", transit_policy(transit_key))
-    token = bao.create_token([f"p-{unique}"], ttl="2s", renewable=True)
+    token = _policy_token(bao, transit_key, unique, ttl="2s", renewable=True)
     kms = make_kms(token=token)
     kms.encrypt_key(os.urandom(32))
     time.sleep(1.5)
@@ -203,8 +200,7 @@ def test_token_without_permission_is_a_403_kms_error(
 def test_revoked_fixed_token_is_final(
     make_kms: MakeKms, bao: OpenBao, transit_key: str, unique: str
 ) -> None:
-    bao.root_client().sys.create_or_update_policy(f"p-{unique}", transit_policy(transit_key))
-    token = bao.create_token([f"p-{unique}"])
+    token = _policy_token(bao, transit_key, unique)
     kms = make_kms(token=token)
     blob = kms.encrypt_key(os.urandom(32))
     bao.root_client().auth.token.revoke(token)
@@ -268,11 +264,7 @@ def test_secrets_never_in_repr_errors_or_logs(
     caplog.set_level(logging.DEBUG)  # every logger, urllib3 included
     token = bao.create_token(["default"], id=f"fixed-token-{unique}")
     fixed = make_kms(token=token)
-    role = make_kms(
-        auth_mount=approle.mount,
-        approle_role_id=approle.role_id,
-        approle_secret_id=approle.secret_id,
-    )
+    role = make_kms(**_options(approle))
     texts = [repr(fixed), repr(role), repr(fixed.settings), repr(role.settings)]
     key = os.urandom(32)
     role.decrypt_key(role.encrypt_key(key))

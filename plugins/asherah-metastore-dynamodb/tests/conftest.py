@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from asherah_metastore_dynamodb import DynamoDBMetastore
@@ -32,7 +31,7 @@ from dynamodb_testlib import (  # noqa: E402
     build,
 )
 
-from testsupport.aws_env import isolate  # noqa: E402
+from testsupport.aws_env import isolate, local_client  # noqa: E402
 from testsupport.dynamodb_local import DynamoDBLocal  # noqa: E402
 
 
@@ -51,13 +50,7 @@ def ddb() -> Iterator[DynamoDBLocal]:
 @pytest.fixture(scope="session")
 def raw_client(ddb: DynamoDBLocal) -> Any:
     """A plain boto3 client, for reading and writing items behind the driver's back."""
-    return boto3.client(
-        "dynamodb",
-        region_name=REGION,
-        endpoint_url=ddb.endpoint,
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    )
+    return local_client("dynamodb", REGION, ddb.endpoint, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from dynamodb_testlib import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, session_config
 
 from asherah import AsherahError, MetastoreError, SessionFactory
 from asherah_metastore_dynamodb import DynamoDBMetastore
+from testsupport import aws_env
 from testsupport.dynamodb_local import DynamoDBLocal
 
 #: Per call at most 2 attempts x (1 s connect + 2 s read) plus back-off.
@@ -26,12 +26,8 @@ def flaky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DynamoDBLocal]:
     """A server of this module's own, on disk so its rows survive a restart."""
     data: Path = tmp_path_factory.mktemp("ddb-data")
     with DynamoDBLocal(shared_db=True, db_path=data) as server:
-        client: Any = boto3.client(
-            "dynamodb",
-            region_name=REGION,
-            endpoint_url=server.endpoint,
-            aws_access_key_id=ACCESS_KEY_ID,
-            aws_secret_access_key=SECRET_ACCESS_KEY,
+        client = aws_env.local_client(
+            "dynamodb", REGION, server.endpoint, ACCESS_KEY_ID, SECRET_ACCESS_KEY
         )
         DynamoDBMetastore(client).create_schema()
         yield server

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,59 +18,16 @@ from dynamodb_testlib import REGION, TABLE, session_config
 from asherah import SessionFactory
 from asherah._drift_guard import GUARD_CREATED, guard_id
 from testsupport.dynamodb_local import DynamoDBLocal
+from testsupport.reference_runner import b64, installed_reference, run_reference
+from testsupport.reference_runner import decrypt_op as decrypt
+from testsupport.reference_runner import encrypt_op as encrypt
 
 pytestmark = pytest.mark.reference
-
-REFERENCE = Path(__file__).resolve().parents[3] / ".reference"
-INSTALL = ".venv/bin/pip install --target .reference asherah==0.5.56"
-
-RUNNER = """
-import base64, json, sys
-import asherah
-assert asherah.__file__.startswith(sys.argv[1]), asherah.__file__
-job = json.load(sys.stdin)
-factory = asherah.SessionFactory.from_config(job["config"])
-out = []
-for op, partition, value in job["ops"]:
-    session = factory.get_session(partition)
-    if op == "encrypt":
-        out.append(session.encrypt_bytes(base64.b64decode(value)))
-    else:
-        out.append(base64.b64encode(session.decrypt_bytes(value)).decode())
-factory.close()
-json.dump(out, sys.stdout)
-"""
 
 
 @pytest.fixture(scope="module")
 def reference() -> Path:
-    if not (REFERENCE / "asherah").is_dir():
-        pytest.fail(f"the reference implementation is not installed; run: {INSTALL}")
-    return REFERENCE
-
-
-def run_reference(reference: Path, config: dict[str, Any], ops: list[list[str]]) -> list[str]:
-    env = {**os.environ, "PYTHONPATH": str(reference)}
-    done = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(reference)],
-        input=json.dumps({"config": config, "ops": ops}),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result: list[str] = json.loads(done.stdout)
-    return result
-
-
-def encrypt(partition: str, plaintext: bytes) -> list[str]:
-    return ["encrypt", partition, base64.b64encode(plaintext).decode()]
-
-
-def decrypt(partition: str, record: str) -> list[str]:
-    return ["decrypt", partition, record]
+    return installed_reference()
 
 
 def shape(value: Any) -> Any:
@@ -133,15 +87,15 @@ def test_each_side_reads_the_other_and_writes_the_same_items(
         ref_config,
         [decrypt("alice", ours_in_ref[0]), decrypt("bob", ours_in_ref[1])],
     ) == [
-        base64.b64encode(b"ours, reference's IK").decode(),
-        base64.b64encode(b"ours, our IK").decode(),
+        b64(b"ours, reference's IK"),
+        b64(b"ours, our IK"),
     ]
     after = run_reference(
         reference,
         our_config,
         [decrypt("alice", ours_alone), encrypt("carol", b"reference in ours")],
     )
-    assert after[0] == base64.b64encode(b"ours first").decode()
+    assert after[0] == b64(b"ours first")
     with SessionFactory(our_config) as ours:
         assert ours.get_session("carol").decrypt_bytes(after[1]) == b"reference in ours"
 

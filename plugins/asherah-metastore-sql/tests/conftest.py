@@ -22,7 +22,7 @@ for _path in (Path(__file__).resolve().parents[3], Path(__file__).resolve().pare
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from sql_testlib import BACKENDS, open_metastore, unique  # noqa: E402
+from sql_testlib import BACKENDS, open_metastore, server_database, unique  # noqa: E402
 
 from asherah_metastore_sql import SqlMetastore  # noqa: E402
 from testsupport.sql import TempDatabase, temporary_database  # noqa: E402
@@ -64,9 +64,7 @@ def url_for(request: pytest.FixtureRequest) -> Callable[[str], str]:
     def get(backend: str) -> str:
         if backend == "sqlite":
             return f"sqlite://{request.getfixturevalue('sqlite_file')}"
-        fixture = "pg_db" if backend == "postgres" else "mysql_db"
-        db: TempDatabase = request.getfixturevalue(fixture)
-        return db.url
+        return server_database(request, backend).url
 
     return get
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,11 +16,20 @@ import sqlalchemy as sa
 from asherah import EnvelopeKeyRecord, KeyMeta
 from asherah_metastore_sql import SqlMetastore, SqlMetastoreOptions, _raw
 
+if TYPE_CHECKING:  # the subprocess workers import this module without testsupport
+    from testsupport.sql import TempDatabase
+
 BACKENDS = ["sqlite", "postgres", "mysql"]
 ROOT = Path(__file__).resolve().parents[3]
 REFERENCE_DIR = ROOT / ".reference"
 WORKER = Path(__file__).resolve().parent / "asherah_worker.py"
 MASTER_KEY_HEX = "22" * 32
+
+
+def server_database(request: pytest.FixtureRequest, backend: str) -> TempDatabase:
+    """This run's database on the server ``backend`` ("postgres" or "mysql"), made lazily."""
+    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    return db
 
 
 def open_metastore(connection_string: str, **options: Any) -> SqlMetastore:

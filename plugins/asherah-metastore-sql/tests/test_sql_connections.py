@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sql_testlib import open_metastore, record, unique
+from sql_testlib import open_metastore, record, server_database, unique
 
 from asherah import Config, MetastoreError
 from asherah._drivers import load_metastore
@@ -78,7 +78,7 @@ def test_bad_credentials_never_show_the_password(
     request: pytest.FixtureRequest,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    db = server_database(request, backend)
     scheme, rest = db.url.split("://", 1)
     location = rest.split("@", 1)[1]
     user = "asherah_no_such_role" if backend == "postgres" else "root"
@@ -187,7 +187,7 @@ def test_a_killed_connection_is_retried_once(
 ) -> None:
     """The server drops the connection of a store in flight (here: waiting on a lock): the
     driver retries once on a fresh connection, which completes the insert in full."""
-    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    db = server_database(request, backend)
     driver = open_metastore(db.url, create_schema=True)
     blocked = _BlockedStore(db, driver)
     blocked.kill_waiting_session()
@@ -203,7 +203,7 @@ def test_a_killed_connection_is_retried_once(
 def test_killed_twice_mid_store_is_an_error_and_leaves_no_row(
     backend: str, request: pytest.FixtureRequest
 ) -> None:
-    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    db = server_database(request, backend)
     driver = open_metastore(db.url, create_schema=True)
     blocked = _BlockedStore(db, driver)
     blocked.kill_waiting_session()
@@ -220,7 +220,7 @@ def test_killed_twice_mid_store_is_an_error_and_leaves_no_row(
 def test_a_concurrent_winner_makes_the_blocked_store_a_duplicate(
     backend: str, request: pytest.FixtureRequest
 ) -> None:
-    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    db = server_database(request, backend)
     driver = open_metastore(db.url, create_schema=True)
     blocked = _BlockedStore(db, driver)
     blocked.wait_until_waiting_again()
@@ -236,7 +236,7 @@ def test_a_concurrent_winner_makes_the_blocked_store_a_duplicate(
 def test_statement_timeout_is_set_and_ends_a_blocked_store(
     backend: str, statement: str, request: pytest.FixtureRequest
 ) -> None:
-    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    db = server_database(request, backend)
     driver = open_metastore(db.url, create_schema=True, statement_timeout=0.5)
     with driver.engine.connect() as conn:
         assert str(conn.execute(sa.text(statement)).scalar_one()) in ("500ms", "0.5", "0.500000")
@@ -369,7 +369,7 @@ def test_required_tls_refuses_a_server_without_tls(
     backend: str, url_tail: str, request: pytest.FixtureRequest
 ) -> None:
     # Neither CI server has TLS configured, so "required" must fail rather than fall back.
-    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    db = server_database(request, backend)
     driver = open_metastore(db.url + url_tail)
     with pytest.raises(MetastoreError) as info:
         driver.load_latest("_IK_x")
@@ -469,7 +469,7 @@ def test_module_create_schema(url_for: Callable[[str], str], tmp_path: Path) -> 
 def test_permission_denied_is_metastore_error(backend: str, request: pytest.FixtureRequest) -> None:
     """A login that may read but not write the table: reads work, a store raises (never a
     quiet False)."""
-    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    db = server_database(request, backend)
     open_metastore(db.url, create_schema=True).close()
     user = unique("asherah_ro_")
     admin = db.engine()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sql_testlib import open_metastore, unique
+from sql_testlib import open_metastore, server_database, unique
 
 from asherah.testing import MetastoreContract, MetastoreFailureContract
 from asherah_metastore_sql import SqlMetastore
-from testsupport.sql import TempDatabase, free_port
+from testsupport.sql import free_port
 
 
 class TestSqlMetastoreContract(MetastoreContract):
@@ -42,9 +42,7 @@ class TestTableMissing(MetastoreFailureContract):
 class TestBadCredentials(MetastoreFailureContract):
     @pytest.fixture(params=["postgres", "mysql"])
     def broken_metastore(self, request: pytest.FixtureRequest) -> Iterator[SqlMetastore]:
-        db: TempDatabase = request.getfixturevalue(
-            "pg_db" if request.param == "postgres" else "mysql_db"
-        )
+        db = server_database(request, request.param)
         scheme, rest = db.url.split("://", 1)
         host_part = rest.split("@", 1)[1]
         # PostgreSQL trusts loopback, so a role that does not exist is the bad credential.

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sql_testlib import config, open_metastore, record, unique
+from sql_testlib import config, open_metastore, record, server_database, unique
 
 import asherah
 from asherah_metastore_sql import SqlMetastore, dispose_engines
@@ -88,7 +88,7 @@ def test_the_probe_leaves_no_transaction_open(backend: str, connection_string: s
 def test_a_probe_on_a_dead_pooled_connection_costs_one_retry(
     backend: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
-    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    db = server_database(request, backend)
     driver = open_metastore(db.url, create_schema=True, shared_engine=False, pool_max_idle=1)
     key_id = unique("_IK_dead_")
     assert driver.store(key_id, 1705325400, record(1705325400))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from sql_testlib import open_metastore, record, unique
+from sql_testlib import open_metastore, record, server_database, unique
 
 from asherah import MetastoreError
 from testsupport.sql import TempDatabase
@@ -41,7 +41,7 @@ def _kill(db: TempDatabase, ids: list[int]) -> None:
 def test_all_pooled_connections_dead_costs_one_retry(
     backend: str, operation: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
-    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    db = server_database(request, backend)
     driver = open_metastore(db.url, create_schema=True, shared_engine=False, pool_max_idle=3)
     key_id = unique("_IK_stale_")
     assert driver.store(key_id, 1705325400, record(1705325400))
@@ -61,7 +61,7 @@ def test_all_pooled_connections_dead_costs_one_retry(
 def test_a_server_error_is_not_retried_and_names_the_table(
     backend: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
-    db: TempDatabase = request.getfixturevalue("pg_db" if backend == "postgres" else "mysql_db")
+    db = server_database(request, backend)
     driver = open_metastore(db.url, table_name=unique("missing_"))
     with pytest.raises(MetastoreError, match="load_latest failed for table=missing_"):
         driver.load_latest("_IK_x")
