@@ -10,17 +10,18 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from asherah._delegating import DelegatingKms, DelegatingMetastore
 from asherah._records import EnvelopeKeyRecord
 from asherah.hooks._manager import Hooks
 from asherah.kms._base import Buffer, KeyManagementService
 from asherah.metastore._base import Metastore
 
 
-class InstrumentedMetastore(Metastore):
+class InstrumentedMetastore(DelegatingMetastore):
     """Delegates to ``inner`` and reports each call's duration and failure type."""
 
     def __init__(self, inner: Metastore, hooks: Hooks) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._hooks = hooks
 
     def __repr__(self) -> str:
@@ -57,10 +58,6 @@ class InstrumentedMetastore(Metastore):
         )
         return result
 
-    @property
-    def batches_loads(self) -> bool:  # type: ignore[override]  # the inner driver's answer
-        return self.inner.batches_loads
-
     def load_many(
         self, requests: Sequence[tuple[str, int | None]]
     ) -> list[EnvelopeKeyRecord | None]:
@@ -76,12 +73,6 @@ class InstrumentedMetastore(Metastore):
     def upsert(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> None:
         self._timed("upsert", key_id, self.inner.upsert, key_id, created, record)
 
-    def drift_identity(self) -> dict[str, Any] | None:
-        return self.inner.drift_identity()
-
-    def region_suffix(self) -> str | None:
-        return self.inner.region_suffix()
-
     def create_schema(self) -> None:
         self.inner.create_schema()
 
@@ -92,11 +83,11 @@ class InstrumentedMetastore(Metastore):
         self.inner.close()
 
 
-class InstrumentedKms(KeyManagementService):
+class InstrumentedKms(DelegatingKms):
     """Delegates to ``inner`` and reports each call's duration and failure type."""
 
     def __init__(self, inner: KeyManagementService, hooks: Hooks) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._hooks = hooks
 
     def __repr__(self) -> str:
@@ -125,9 +116,6 @@ class InstrumentedKms(KeyManagementService):
     def decrypt_key(self, blob: bytes) -> bytearray:
         result: bytearray = self._timed("decrypt_key", self.inner.decrypt_key, blob)
         return result
-
-    def drift_identity(self) -> dict[str, Any] | None:
-        return self.inner.drift_identity()
 
     def close(self) -> None:
         self.inner.close()

@@ -5,19 +5,19 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
+from asherah._delegating import DelegatingKms, DelegatingMetastore
 from asherah._records import EnvelopeKeyRecord
 from asherah.kms._base import Buffer, KeyManagementService
 from asherah.metastore._base import Metastore
 
 
-class CountingMetastore(Metastore):
+class CountingMetastore(DelegatingMetastore):
     """Counts ``load``, ``load_latest``, ``load_many``, ``store`` and ``upsert`` calls on
     ``inner``."""
 
     def __init__(self, inner: Metastore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -37,10 +37,6 @@ class CountingMetastore(Metastore):
         self._count("load_latest")
         return self.inner.load_latest(key_id)
 
-    @property
-    def batches_loads(self) -> bool:  # type: ignore[override]  # the inner driver's answer
-        return self.inner.batches_loads
-
     def load_many(
         self, requests: Sequence[tuple[str, int | None]]
     ) -> list[EnvelopeKeyRecord | None]:
@@ -55,18 +51,12 @@ class CountingMetastore(Metastore):
         self._count("upsert")
         self.inner.upsert(key_id, created, record)
 
-    def drift_identity(self) -> dict[str, Any] | None:
-        return self.inner.drift_identity()
 
-    def region_suffix(self) -> str | None:
-        return self.inner.region_suffix()
-
-
-class CountingKms(KeyManagementService):
+class CountingKms(DelegatingKms):
     """Counts ``encrypt_key`` and ``decrypt_key`` calls on ``inner``."""
 
     def __init__(self, inner: KeyManagementService) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -81,6 +71,3 @@ class CountingKms(KeyManagementService):
     def decrypt_key(self, blob: bytes) -> bytearray:
         self._count("decrypt_key")
         return self.inner.decrypt_key(blob)
-
-    def drift_identity(self) -> dict[str, Any] | None:
-        return self.inner.drift_identity()
