@@ -24,6 +24,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is in the stopped state (``T`` in ``/proc``)."""
+    tasks = Path(f"/proc/{pid}/task")
+    for task in tasks.iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # the thread has exited
+            continue
+        # The state follows the command name, which is in parentheses and may hold spaces.
+        if stat[stat.rindex(")") + 2] != "T":
+            return False
+    return True
+
+
 class ServerProcess:
     """Base of the launchers: owns the child process; subclasses say how to start and probe."""
 
@@ -115,9 +129,20 @@ class ServerProcess:
             proc.wait(STOP_TIMEOUT_S)
 
     def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections open but nothing answers, like a hung host."""
-        if self._proc is not None:
-            os.kill(self._proc.pid, signal.SIGSTOP)
+        """Freeze the server (SIGSTOP): connections open but nothing answers, like a hung host.
+
+        Returns once every thread of it is stopped: ``kill`` only queues the stop, and a
+        multi-threaded server (OpenBao is Go) could otherwise still answer the next request.
+        """
+        if self._proc is None:
+            return
+        pid = self._proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while not _all_threads_stopped(pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server pid {pid} did not stop within {STOP_TIMEOUT_S} s")
+            time.sleep(0.001)
 
     def resume(self) -> None:
         if self._proc is not None:
